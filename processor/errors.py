@@ -1,0 +1,119 @@
+"""Every exception zenoti-events raises on purpose, under one root.
+
+The tree::
+
+    ZenotiEventsError
+    ├── ConfigError                 settings or plugins are wrong; the process refuses to start
+    │   └── PluginError             every problem found while loading handler plugins, at once
+    ├── DeliveryRejected            the ingress refuses a delivery (carries the HTTP status)
+    │   ├── InvalidSignature        401: missing or wrong ``zenoti-webhook-signature``
+    │   ├── PayloadTooLarge         413: body over the configured cap
+    │   ├── UnknownTenant           404: no tenant of that name is configured
+    │   └── InvalidEnvelope         400: not JSON, not an object, or a required field is wrong
+    ├── BrokerUnavailable           the broker did not confirm in time, nacked, or is away
+    └── HandlingError               raised while a worker handles a message; its type is its fate
+        ├── PermanentError          dead letter: retrying cannot help
+        │   ├── InvalidPayload      the message or its ``data`` fails validation
+        │   └── ResourceNotFound    Zenoti says the resource does not exist
+        └── TransientError          retry: the same message may succeed later
+            ├── RateLimited         Zenoti answered 429 (carries ``retry_after`` seconds)
+            └── ZenotiUnavailable   5xx, timeouts, connection errors from the Zenoti API
+
+Fate: ``processor.fate.decide`` maps a raised exception to ack, retry or dead letter. Any
+exception outside ``HandlingError`` counts as transient there, so a bug never loses a message.
+Messages never contain secrets.
+"""
+
+from __future__ import annotations
+
+
+class ZenotiEventsError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class ConfigError(ZenotiEventsError):
+    """Settings or plugins are wrong; raised at start-up only."""
+
+
+class PluginError(ConfigError):
+    """One or more handler plugins failed their checks; ``problems`` lists each one."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        listing = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{len(self.problems)} handler plugin problem(s):\n{listing}")
+
+
+class DeliveryRejected(ZenotiEventsError):
+    """The ingress refuses a delivery; ``status`` is the HTTP answer, ``code`` a stable slug."""
+
+    status: int = 400
+    code: str = "rejected"
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class InvalidSignature(DeliveryRejected):
+    status = 401
+    code = "invalid_signature"
+
+
+class PayloadTooLarge(DeliveryRejected):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnknownTenant(DeliveryRejected):
+    status = 404
+    code = "unknown_tenant"
+
+
+class InvalidEnvelope(DeliveryRejected):
+    status = 400
+    code = "invalid_envelope"
+
+
+class BrokerUnavailable(ZenotiEventsError):
+    """The broker did not take a message: not connected, nacked, unroutable or timed out."""
+
+
+class HandlingError(ZenotiEventsError):
+    """Raised while handling a message; the subclass decides the message's fate."""
+
+    reason: str = "handling_error"
+
+
+class PermanentError(HandlingError):
+    """Retrying cannot help: the message goes to the handler's dead-letter queue."""
+
+    reason = "permanent"
+
+
+class InvalidPayload(PermanentError):
+    reason = "invalid_payload"
+
+
+class ResourceNotFound(PermanentError):
+    reason = "resource_not_found"
+
+
+class TransientError(HandlingError):
+    """The same message may succeed later: it is retried."""
+
+    reason = "transient"
+
+
+class RateLimited(TransientError):
+    """Zenoti throttled us; ``retry_after`` is its advice in seconds, when it gave one."""
+
+    reason = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class ZenotiUnavailable(TransientError):
+    reason = "zenoti_unavailable"

@@ -1,0 +1,68 @@
+"""The handler contract: what a plugin implements and what it is given.
+
+A handler is a class registered under the entry-point group ``zenoti_events.handlers``. The
+worker makes one instance per process at start-up (no arguments) and calls ``handle`` once
+per message, concurrently up to the prefetch. ``handle`` returns normally on success; its
+exceptions decide the message's fate (see ``processor.errors``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+    from processor.zenoti import ZenotiClient
+
+ENTRY_POINT_GROUP = "zenoti_events.handlers"
+
+DataT = TypeVar("DataT", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class Event(Generic[DataT]):
+    """One webhook event, its ``data`` validated by the handler's schema."""
+
+    key: str  # event_id, else id, else a hash of the body: stable across redeliveries
+    event_type: str
+    tenant: str
+    data: DataT
+    event_timestamp: datetime | None = None
+    delivery_id: str | None = None  # the envelope's ``id``
+    received_at: datetime | None = None
+    attempt: int = 1
+    envelope: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+PublishFn = Callable[[str, BaseModel], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a handler may use. ``publish(name, model)`` sends the enriched event to the
+    ``zenoti.enriched`` exchange with routing key ``name`` and returns once the broker
+    confirmed it; its message id is derived from the event key and handler name, so a
+    consumer can de-duplicate."""
+
+    zenoti: ZenotiClient
+    log: FilteringBoundLogger
+    publish: PublishFn
+
+
+@runtime_checkable
+class Handler(Protocol):
+    """Handles the event types it names, validating ``data`` with ``schema``."""
+
+    name: ClassVar[str]  # "membership-freeze": its queue is zenoti.h.membership-freeze
+    event_types: ClassVar[tuple[str, ...]]  # exact Zenoti strings; settings may override
+    schema: ClassVar[type[BaseModel]]  # the model of the envelope's ``data``
+
+    async def handle(self, event: Event[Any], ctx: Context) -> None:
+        """Enrich ``event`` and ``ctx.publish`` the result; raise to retry or dead-letter."""
+        ...

@@ -1,0 +1,63 @@
+"""Prometheus metrics, all on one explicit registry handed to ``Metrics`` (never the global one).
+
+Names start with ``zenoti_events_``; every label has a bounded set of values: tenants are the
+configured ones, handlers the installed ones, endpoints a fixed list, outcomes a fixed list.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+_FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_SLOW = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+class Metrics:
+    """Every metric of both processes. Unused ones simply stay at zero in a given process."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.deliveries = Counter(
+            "zenoti_events_deliveries", "Webhook deliveries answered by the ingress.",
+            ["tenant", "outcome", "status"], registry=r,
+        )
+        self.confirm_seconds = Histogram(
+            "zenoti_events_confirm_seconds", "Publish-to-broker-confirm latency at the ingress.",
+            buckets=_FAST, registry=r,
+        )
+        self.broker_connected = Gauge(
+            "zenoti_events_broker_connected", "1 while the process holds an open broker channel.",
+            registry=r,
+        )
+        self.messages = Counter(
+            "zenoti_events_messages", "Messages handled by a worker, by handler and outcome.",
+            ["handler", "outcome"], registry=r,
+        )
+        self.handler_seconds = Histogram(
+            "zenoti_events_handler_seconds", "Time spent in a handler, validation to ack.",
+            ["handler"], buckets=_SLOW, registry=r,
+        )
+        self.in_flight = Gauge(
+            "zenoti_events_in_flight", "Messages being handled right now.", ["handler"], registry=r,
+        )
+        self.api_calls = Counter(
+            "zenoti_events_api_calls", "Zenoti API calls, by endpoint and HTTP status.",
+            ["endpoint", "status"], registry=r,
+        )
+        self.api_seconds = Histogram(
+            "zenoti_events_api_seconds", "Zenoti API call latency.", ["endpoint"],
+            buckets=_SLOW, registry=r,
+        )
+        self.tokens_wait_seconds = Histogram(
+            "zenoti_events_api_tokens_wait_seconds",
+            "Time spent waiting for an API budget token before a call.", ["tenant"],
+            buckets=_SLOW, registry=r,
+        )
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text format."""
+        return generate_latest(self.registry)
