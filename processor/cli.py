@@ -1,0 +1,95 @@
+"""The ``zenoti-events`` command. Settings come from the environment (``ZENOTI_EVENTS_*``),
+read once here and passed down; options only select what to run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from processor import devstack, logs, plugins, services, tap
+from processor.errors import ConfigError
+from processor.sandbox.cli import add_sandbox_parser, add_simulate_parser
+from processor.settings import Settings
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        print(f"zenoti-events: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_format, settings.log_level)
+    command: Command = args.command
+    try:
+        return command(args, settings)
+    except ConfigError as exc:
+        print(f"zenoti-events: {exc}", file=sys.stderr)
+        return 2
+
+
+def run_until_signalled(make: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> int:
+    """Run ``make(stop)``; SIGTERM and SIGINT set ``stop`` for a graceful shutdown."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await make(stop)
+
+    asyncio.run(runner())
+    return 0
+
+
+def _ingress(args: argparse.Namespace, settings: Settings) -> int:
+    return run_until_signalled(lambda stop: services.run_ingress(settings, stop))
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    return run_until_signalled(lambda stop: services.run_worker(settings, stop, args.handler))
+
+
+def _topology(args: argparse.Namespace, settings: Settings) -> int:
+    bindings = asyncio.run(services.declare_topology(settings))
+    for binding in bindings:
+        print(f"zenoti.h.{binding.handler}: {', '.join(binding.routing_keys)}")
+    return 0
+
+
+def _handlers(args: argparse.Namespace, settings: Settings) -> int:
+    for handler in plugins.discover():
+        types = settings.handler_event_types.get(handler.name, handler.cls.event_types)
+        print(f"{handler.name}\t{', '.join(types)}\t{handler.source}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zenoti-events", description="Zenoti webhooks -> RabbitMQ -> enriched events."
+    )
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    sub.add_parser("ingress", help="serve webhook deliveries").set_defaults(command=_ingress)
+    worker = sub.add_parser("worker", help="consume and enrich events")
+    worker.add_argument("--handler", action="append", default=[], metavar="NAME",
+                        help="only this handler (repeatable); default: every installed one")
+    worker.set_defaults(command=_worker)
+    sub.add_parser("topology", help="declare exchanges and queues").set_defaults(
+        command=_topology)
+    sub.add_parser("handlers", help="list installed handlers").set_defaults(command=_handlers)
+    add_sandbox_parser(sub)
+    add_simulate_parser(sub)
+    tap.add_parser(sub)
+    devstack.add_parser(sub)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""``/healthz``, ``/readyz`` and ``/metrics``: the same three routes on the ingress and worker.
+
+``/healthz`` answers 200 while the event loop runs; ``/readyz`` answers 200 only while the
+process can do its job (ingress: a confirm channel is open; worker: consuming), else 503.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+from processor.metrics import CONTENT_TYPE_LATEST, Metrics
+
+
+def add_routes(app: web.Application, metrics: Metrics, ready: Callable[[], bool]) -> None:
+    """Add the probe routes to ``app``."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        if ready():
+            return web.json_response({"status": "ready"})
+        return web.json_response({"status": "not ready"}, status=503)
+
+    async def metrics_route(_: web.Request) -> web.Response:
+        response = web.Response(body=metrics.render())
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_route)
+
+
+async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+    """Start ``app`` on ``host:port``; the caller cleans the returned runner up."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    return runner
