@@ -1,0 +1,184 @@
+"""The ingress against the real broker: 202 only after a confirm, clear errors otherwise."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
+
+from processor import topology
+from processor.ingress import Ingress
+from processor.logs import get_logger
+from processor.metrics import Metrics
+from processor.publisher import ConfirmedPublisher
+from processor.settings import Settings, TenantSettings
+from processor.signature import sign
+from tests.conftest import Broker
+from tests.integration.amqp import TEST_BINDINGS, depth, drain, reset
+
+pytestmark = pytest.mark.integration
+
+SECRET = "ingress-test-secret"
+FREEZE = {
+    "id": "622b5b33a961750e01db6512", "event_id": "622b5b33a961750e01db6510",
+    "event_type": "Guest.Membership.Freeze", "event_timestamp": "2022-03-11T14:22:43.3847049Z",
+    "data": {"user_membership_id": "u1"},
+}
+QUEUE = "zenoti.h.membership-freeze"
+
+
+def settings_for(url: str, **extra: object) -> Settings:
+    return Settings(
+        amqp_url=SecretStr(url), webhook_secrets=[SecretStr(SECRET)],
+        tenants={"acme": TenantSettings(webhook_secrets=[SecretStr("acme-secret")])},
+        confirm_timeout=2.0, max_body_bytes=4096, **extra,
+    )
+
+
+async def client_for(settings: Settings) -> AsyncIterator[TestClient]:
+    metrics = Metrics()
+    log = get_logger(test="ingress")
+    publisher = ConfirmedPublisher(
+        settings.amqp_url.get_secret_value(), log=log, metrics=metrics,
+        on_connect=lambda ch: topology.declare(ch, TEST_BINDINGS), max_delay=0.5,
+    )
+    await publisher.start(wait=5)
+    client = TestClient(TestServer(Ingress(settings, publisher, metrics, log).app()))
+    await client.start_server()
+    try:
+        yield client
+    finally:
+        await client.close()
+        await publisher.close()
+
+
+@pytest.fixture
+async def client(broker: Broker) -> AsyncIterator[TestClient]:
+    await reset(broker.url, TEST_BINDINGS)
+    async for c in client_for(settings_for(broker.url)):
+        yield c
+
+
+def signed(body: bytes, secret: str = SECRET) -> dict[str, str]:
+    return {"zenoti-webhook-signature": sign(secret, body), "Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+async def test_a_signed_delivery_is_confirmed_then_answered_202(
+    client: TestClient, broker: Broker, method: str
+) -> None:
+    body = json.dumps(FREEZE).encode()
+    response = await client.request(method, "/webhooks/zenoti", data=body, headers=signed(body))
+    assert response.status == 202
+    assert (await response.json())["event_id"] == FREEZE["event_id"]
+    [message] = await drain(broker.url, QUEUE, 1)
+    assert message.body == body
+    assert message.message_id == FREEZE["event_id"]
+    assert message.routing_key == "guest.membership.freeze"
+    assert message.delivery_mode == 2
+    assert message.headers["tenant"] == "default"
+    assert message.headers["event_type"] == "Guest.Membership.Freeze"
+    assert "received_at" in message.headers
+
+
+async def test_a_named_tenant_uses_its_own_secret(client: TestClient, broker: Broker) -> None:
+    body = json.dumps(FREEZE).encode()
+    wrong = await client.post("/webhooks/zenoti/acme", data=body, headers=signed(body))
+    assert wrong.status == 401
+    right = await client.post("/webhooks/zenoti/acme", data=body, headers=signed(body, "acme-secret"))
+    assert right.status == 202
+    [message] = await drain(broker.url, QUEUE, 1)
+    assert message.headers["tenant"] == "acme"
+
+
+async def test_an_empty_body_is_the_test_trigger_answered_200_and_not_published(
+    client: TestClient, broker: Broker
+) -> None:
+    response = await client.post("/webhooks/zenoti")
+    assert response.status == 200
+    assert await depth(broker.url, QUEUE) == 0
+    assert await depth(broker.url, topology.UNROUTED) == 0
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "code"),
+    [
+        ({}, 401, "invalid_signature"),
+        ({"zenoti-webhook-signature": "sha256=" + "0" * 64}, 401, "invalid_signature"),
+        ({"zenoti-webhook-signature": "garbage"}, 401, "invalid_signature"),
+    ],
+)
+async def test_a_missing_or_wrong_signature_is_401_and_not_published(
+    client: TestClient, broker: Broker, headers: dict[str, str], status: int, code: str
+) -> None:
+    response = await client.post("/webhooks/zenoti", data=json.dumps(FREEZE), headers=headers)
+    assert response.status == status
+    assert (await response.json())["error"] == code
+    assert SECRET not in await response.text()
+    assert await depth(broker.url, QUEUE) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "names"),
+    [
+        (b"{nope", "not valid JSON"),
+        (b'{"data": {}}', "event_type"),
+        (b'{"event_type": "Guest.Membership.Freeze"}', "data"),
+        (b"[]", "JSON object"),
+    ],
+)
+async def test_a_bad_envelope_is_400_naming_the_problem(
+    client: TestClient, body: bytes, names: str
+) -> None:
+    response = await client.post("/webhooks/zenoti", data=body, headers=signed(body))
+    assert response.status == 400
+    payload = await response.json()
+    assert payload["error"] == "invalid_envelope"
+    assert names in payload["message"]
+
+
+async def test_a_body_over_the_cap_is_413(client: TestClient) -> None:
+    body = b'{"event_type": "X", "data": {"pad": "' + b"x" * 5000 + b'"}}'
+    response = await client.post("/webhooks/zenoti", data=body, headers=signed(body))
+    assert response.status == 413
+    assert "4096" in (await response.json())["message"]
+
+
+async def test_an_unknown_tenant_is_404(client: TestClient) -> None:
+    response = await client.post("/webhooks/zenoti/nobody", data=b"{}")
+    assert response.status == 404
+    assert "nobody" in (await response.json())["message"]
+
+
+async def test_an_unknown_event_type_is_accepted_and_parked(
+    client: TestClient, broker: Broker
+) -> None:
+    body = json.dumps({**FREEZE, "event_type": "Appointment.Started"}).encode()
+    response = await client.post("/webhooks/zenoti", data=body, headers=signed(body))
+    assert response.status == 202
+    [parked] = await drain(broker.url, topology.UNROUTED, 1)
+    assert parked.headers["event_type"] == "Appointment.Started"
+
+
+async def test_probes_and_metrics(client: TestClient) -> None:
+    body = json.dumps(FREEZE).encode()
+    await client.post("/webhooks/zenoti", data=body, headers=signed(body))
+    assert (await client.get("/healthz")).status == 200
+    assert (await client.get("/readyz")).status == 200
+    text = await (await client.get("/metrics")).text()
+    assert 'zenoti_events_deliveries_total{outcome="accepted",status="202",tenant="default"}' in text
+    assert "zenoti_events_confirm_seconds_bucket" in text
+
+
+async def test_without_a_broker_deliveries_get_503_with_retry_after() -> None:
+    async for client in client_for(settings_for("amqp://guest:guest@127.0.0.1:1/")):
+        body = json.dumps(FREEZE).encode()
+        response = await client.post("/webhooks/zenoti", data=body, headers=signed(body))
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "30"
+        assert (await response.json())["error"] == "broker_unavailable"
+        assert (await client.get("/readyz")).status == 503
+        assert (await client.get("/healthz")).status == 200
