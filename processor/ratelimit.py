@@ -1,0 +1,126 @@
+"""The API call budget: how many Zenoti calls a tenant may make, and when.
+
+Zenoti allows an organisation 60 calls a minute by default, as a token bucket, and reports
+what is left on every answer (``RateLimit-Remaining``, ``RateLimit-Reset``) and how long to
+back off after a 429 (``Retry-After``), REFERENCE 4.3. ``Budget`` is the small interface the
+API client needs; ``TokenBucket`` implements it inside one process. A bucket shared by every
+worker of an organisation (Redis, say) can later stand behind the same three methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+__all__ = ["Budget", "TokenBucket"]
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+# Float refill arithmetic may land a hair short of a whole token after sleeping exactly the
+# computed wait; without this slack the waiter would sleep again for a few nanoseconds.
+_EPSILON = 1e-9
+
+
+class Budget(Protocol):
+    """Permission to call the Zenoti API, corrected by what Zenoti reports."""
+
+    async def acquire(self) -> float:
+        """Wait until one call is allowed, take it, and return the seconds waited."""
+        ...
+
+    def observe(self, remaining: int | None, reset_seconds: float | None) -> None:
+        """Take Zenoti's ``RateLimit-Remaining`` / ``RateLimit-Reset`` into account.
+
+        ``None`` means the header was absent or unreadable: nothing is learnt from it."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """Allow no call for ``seconds`` (Zenoti answered 429 with ``Retry-After``)."""
+        ...
+
+
+class TokenBucket:
+    """An in-process token bucket of ``capacity`` tokens refilled continuously over
+    ``window_seconds``, so ``TokenBucket(60, 60.0)`` allows a burst of 60 then one a second.
+
+    Waiters are served first come, first served: one lock is held by the waiter at the head
+    of the queue while it sleeps exactly the computed wait (no polling). It wakes again only
+    if Zenoti's reports moved the goalposts meanwhile. ``clock`` and ``sleep`` are injectable
+    so that tests can run on a fake timeline.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        window_seconds: float,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if capacity < 1 or not window_seconds > 0:
+            raise ValueError("a token bucket needs capacity >= 1 and window_seconds > 0")
+        self._capacity = float(capacity)
+        self._per_second = capacity / window_seconds
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = float(capacity)
+        self._updated = clock()
+        self._blocked_until = -math.inf
+        self._lock = asyncio.Lock()
+
+    @property
+    def tokens(self) -> float:
+        """Tokens available now (fractional while refilling); for metrics and tests."""
+        self._refill(self._clock())
+        return self._tokens
+
+    async def acquire(self) -> float:
+        """Wait for a token and take it; return the seconds waited, queueing included."""
+        started = self._clock()
+        async with self._lock:
+            while (wait := self._try_take()) > 0:
+                await self._sleep(wait)
+        return self._clock() - started
+
+    def observe(self, remaining: int | None, reset_seconds: float | None) -> None:
+        """Believe Zenoti when it counts fewer tokens than we do: other processes of the same
+        organisation spend from the same bucket. When it counts none, no token is given
+        until its reset. A higher count is ignored: our own share is the stricter limit."""
+        if remaining is None:
+            return
+        self._refill(self._clock())
+        self._tokens = min(self._tokens, float(max(remaining, 0)))
+        if remaining <= 0 and reset_seconds is not None:
+            self.pause(reset_seconds)
+
+    def pause(self, seconds: float) -> None:
+        """No token until ``seconds`` from now; an earlier pause is extended, never shortened.
+
+        Tokens still accrue while paused, as they do in Zenoti's own bucket: the pause only
+        says "not before"."""
+        if not seconds > 0:  # also rejects NaN
+            return
+        now = self._clock()
+        self._refill(now)
+        self._tokens = 0.0
+        self._blocked_until = max(self._blocked_until, now + seconds)
+
+    def _try_take(self) -> float:
+        """Take a token and return 0, or return the seconds until one may be taken."""
+        now = self._clock()
+        self._refill(now)
+        if now < self._blocked_until:
+            return self._blocked_until - now
+        if self._tokens >= 1.0 - _EPSILON:
+            self._tokens = max(self._tokens - 1.0, 0.0)
+            return 0.0
+        return (1.0 - self._tokens) / self._per_second
+
+    def _refill(self, now: float) -> None:
+        elapsed = max(now - self._updated, 0.0)  # a clock that steps back adds nothing
+        self._tokens = min(self._capacity, self._tokens + elapsed * self._per_second)
+        self._updated = now

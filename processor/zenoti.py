@@ -1,0 +1,243 @@
+"""The Zenoti REST API client: one ``ZenotiClient`` per tenant over one shared connection pool.
+
+Every call spends a token of the tenant's ``Budget``, sends ``Authorization: apikey``, feeds
+the rate-limit headers back to the budget, and returns a model or raises the exception that
+is the message's fate: 429 ``RateLimited`` (``Retry-After``); 5xx, timeouts, connection errors
+``ZenotiUnavailable``; 404 or an ``error`` code meaning "absent" ``ResourceNotFound``; any other
+refusal, a non-null ``error`` in a 2xx body, or a body the model rejects ``PermanentError``
+(Zenoti reports errors both ways, REFERENCE 4.5). Messages name the endpoint and ids, never
+the API key: text Zenoti sends back is scrubbed of it too.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from processor.codec import describe
+from processor.errors import PermanentError, RateLimited, ResourceNotFound, ZenotiUnavailable
+from processor.metrics import Metrics
+from processor.ratelimit import Budget, TokenBucket
+from processor.settings import Settings
+from schemas import zenoti as api
+
+__all__ = ["ZenotiClient", "ZenotiClients"]
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+# Application error codes meaning "no such resource" (REFERENCE 4.5): 428 invoice not found;
+# 505 invalid guest_id, from the guest and the guest-scoped lists.
+_NOT_FOUND_CODES = {"invoice": frozenset({404, 428})}
+_GUEST_NOT_FOUND = frozenset({404, 505})
+# One page of the largest size Zenoti serves; a guest with more series packages at one
+# center than this is not expected, and every further page would cost a call of the budget.
+_PACKAGE_PAGE_SIZE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    endpoint: str  # the fixed metric label
+    subject: str  # what was asked for, ids included, for messages
+    path: str
+    params: dict[str, str] | None = None
+
+
+class ZenotiClient:
+    """The Zenoti API as one tenant (organisation) sees it, through its own budget."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, *, tenant: str, api_key: SecretStr, budget: Budget,
+        metrics: Metrics,
+    ) -> None:
+        self._http = http
+        self._tenant = tenant
+        self._api_key = api_key
+        self._budget = budget
+        self._metrics = metrics
+
+    @property
+    def tenant(self) -> str:
+        return self._tenant
+
+    async def get_invoice(self, invoice_id: str) -> api.Invoice:
+        """``GET /v1/invoices/{id}``: the invoice, whose ``guest`` leads to the guest."""
+        path = f"/v1/invoices/{_segment(invoice_id)}"
+        call = _Call("invoice", f"invoice {invoice_id!r}", path)
+        return (await self._fetch(call, api.InvoiceResponse)).invoice
+
+    async def get_guest(self, guest_id: str) -> api.Guest:
+        """``GET /v1/guests/{id}``: the guest (unwrapped at the top level of the body)."""
+        call = _Call("guest", f"guest {guest_id!r}", f"/v1/guests/{_segment(guest_id)}")
+        return await self._fetch(call, api.Guest)
+
+    async def list_memberships(self, guest_id: str, center_id: str) -> list[api.GuestMembership]:
+        """``GET /v1/guests/{id}/memberships``; ``center_id`` is mandatory with an API key."""
+        subject = f"memberships of guest {guest_id!r} at center {center_id!r}"
+        path = f"/v1/guests/{_segment(guest_id)}/memberships"
+        call = _Call("memberships", subject, path, {"center_id": center_id})
+        return (await self._fetch(call, api.MembershipList)).guest_memberships or []
+
+    async def list_packages(self, guest_id: str, center_id: str) -> list[api.GuestPackage]:
+        """``GET /v1/guests/{id}/packages``: the series packages of the first (largest) page."""
+        subject = f"packages of guest {guest_id!r} at center {center_id!r}"
+        path = f"/v1/guests/{_segment(guest_id)}/packages"
+        params = {"center_id": center_id, "page_num": "1", "page_size": str(_PACKAGE_PAGE_SIZE)}
+        call = _Call("packages", subject, path, params)
+        return (await self._fetch(call, api.PackageList)).packages or []
+
+    async def _fetch(self, call: _Call, model: type[ModelT]) -> ModelT:
+        """Spend a token, call, teach the budget, and return the body as ``model``."""
+        waited = await self._budget.acquire()
+        self._metrics.tokens_wait_seconds.labels(tenant=self._tenant).observe(waited)
+        response = await self._send(call)
+        headers = response.headers
+        self._budget.observe(
+            _count(headers.get("RateLimit-Remaining")), _number(headers.get("RateLimit-Reset"))
+        )
+        return self._parse(call, model, self._payload(call, response))
+
+    async def _send(self, call: _Call) -> httpx.Response:
+        auth = {"Authorization": f"apikey {self._api_key.get_secret_value()}"}
+        started = time.perf_counter()
+        try:
+            response = await self._http.get(call.path, params=call.params, headers=auth)
+        except httpx.TimeoutException as exc:
+            self._record(call, "timeout", started)
+            message = f"Zenoti did not answer in time for {call.subject}"
+            raise ZenotiUnavailable(self._say(message)) from exc
+        except httpx.RequestError as exc:
+            self._record(call, "error", started)
+            message = f"Zenoti unreachable for {call.subject} ({type(exc).__name__}: {exc})"
+            raise ZenotiUnavailable(self._say(message)) from exc
+        self._record(call, str(response.status_code), started)
+        return response
+
+    def _record(self, call: _Call, status: str, started: float) -> None:
+        self._metrics.api_calls.labels(endpoint=call.endpoint, status=status).inc()
+        elapsed = time.perf_counter() - started
+        self._metrics.api_seconds.labels(endpoint=call.endpoint).observe(elapsed)
+
+    def _payload(self, call: _Call, response: httpx.Response) -> dict[str, Any]:
+        body = _json_object(response)
+        raw_error = None if body is None else body.get("error")
+        error = None if raw_error is None else api.ApiError.of(raw_error)
+        self._raise_for_status(call, response.status_code, response.headers, error)
+        if body is None:
+            shape = f"Zenoti answered an unexpected shape for {call.subject}: not a JSON object"
+            raise PermanentError(self._say(shape))
+        if error is not None:
+            failed = f"Zenoti answered an error for {call.subject}: {error}"
+            raise PermanentError(self._say(failed))
+        return body
+
+    def _raise_for_status(
+        self, call: _Call, status: int, headers: httpx.Headers, error: api.ApiError | None
+    ) -> None:
+        answer = f"{status}, {error or 'no error body'}"
+        if status == 429:
+            retry_after = _number(headers.get("Retry-After"))
+            if retry_after is not None:
+                self._budget.pause(retry_after)
+            limited = f"Zenoti rate-limited the call for {call.subject} (retry after {retry_after})"
+            raise RateLimited(self._say(limited), retry_after=retry_after)
+        if status >= 500:
+            raise ZenotiUnavailable(self._say(f"Zenoti answered {status} for {call.subject}"))
+        absent = _NOT_FOUND_CODES.get(call.endpoint, _GUEST_NOT_FOUND)
+        if status == 404 or (error is not None and error.code in absent):
+            raise ResourceNotFound(self._say(f"Zenoti has no {call.subject} ({answer})"))
+        if not 200 <= status < 300:
+            raise PermanentError(self._say(f"Zenoti refused {call.subject} ({answer})"))
+
+    def _parse(self, call: _Call, model: type[ModelT], body: dict[str, Any]) -> ModelT:
+        try:
+            return model.model_validate(body)
+        except ValidationError as exc:
+            # Not chained: a ValidationError quotes the input, guests' personal data included.
+            shape = f"Zenoti answered an unexpected shape for {call.subject}: {describe(exc)}"
+            raise PermanentError(self._say(shape)) from None
+
+    def _say(self, message: str) -> str:
+        """``message`` without the API key, should Zenoti ever echo it back."""
+        key = self._api_key.get_secret_value()
+        return message.replace(key, "[api key]") if key else message
+
+
+class ZenotiClients:
+    """Every tenant's ``ZenotiClient``, made on first use and kept, sharing one pool.
+
+    ``http`` may be injected (a ``MockTransport`` in tests): its caller owns it, so ``aclose``
+    leaves it open. ``budget_factory(tenant)`` makes each tenant's budget; by default an
+    in-process ``TokenBucket`` of ``api_calls_per_window`` per ``api_window_seconds``."""
+
+    def __init__(
+        self, settings: Settings, metrics: Metrics, *, http: httpx.AsyncClient | None = None,
+        budget_factory: Callable[[str], Budget] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.AsyncClient(
+            base_url=settings.zenoti_api_url, timeout=settings.zenoti_api_timeout
+        )
+        self._budget_factory = budget_factory or self._token_bucket
+        self._clients: dict[str, ZenotiClient] = {}
+
+    def for_tenant(self, name: str) -> ZenotiClient:
+        """The client of tenant ``name``; ``PermanentError`` if it has no API key configured,
+        so that its messages are dead-lettered (and replayable) rather than retried forever."""
+        client = self._clients.get(name)
+        if client is None:
+            client = self._clients[name] = self._client(name)
+        return client
+
+    async def aclose(self) -> None:
+        """Close the connection pool, if this object made it."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    def _client(self, name: str) -> ZenotiClient:
+        tenant = self._settings.all_tenants().get(name)
+        if tenant is None or not tenant.api_key.get_secret_value():
+            raise PermanentError(f"tenant {name!r} has no Zenoti API key configured")
+        return ZenotiClient(
+            self._http, tenant=name, api_key=tenant.api_key,
+            budget=self._budget_factory(name), metrics=self._metrics,
+        )
+
+    def _token_bucket(self, _tenant: str) -> Budget:
+        return TokenBucket(self._settings.api_calls_per_window, self._settings.api_window_seconds)
+
+
+def _segment(value: str) -> str:
+    """``value`` as one path segment: an id can never reach another endpoint."""
+    return quote(value, safe="")
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:  # not JSON, or not UTF-8
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _number(header: str | None) -> float | None:
+    """A header's non-negative number (``2``, ``1.5``, ``60;w=60``); ``None`` if unreadable."""
+    try:
+        value = float((header or "").split(";")[0])
+    except ValueError:
+        return None
+    return max(value, 0.0) if math.isfinite(value) else None
+
+
+def _count(header: str | None) -> int | None:
+    number = _number(header)
+    return None if number is None else int(number)
+

@@ -1,0 +1,111 @@
+"""The enriched events the built-in handlers publish to ``zenoti.enriched``.
+
+Each joins four things: the webhook's identity (tenant, event id, type, time, handler), the
+guest as Zenoti has it now, the membership or package as Zenoti has it now (the whole list
+item, unknown fields included), and the facts only the webhook carries (freeze dates, pass
+counts, package status). ``event_name`` is the routing key a consumer binds to.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from pydantic import BaseModel
+
+from schemas.zenoti import CenterRef, Freeze, Guest, GuestMembership, GuestPackage, Number, Phone
+
+__all__ = [
+    "EnrichedEvent",
+    "EnrichedGuest",
+    "GuestpassFacts",
+    "GuestpassRedeemed",
+    "MembershipFrozen",
+    "PackageStatusChanged",
+]
+
+
+class EnrichedGuest(BaseModel):
+    """Who the event is about; ``home_center`` is the guest's own center."""
+
+    id: str
+    code: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    mobile_phone: Phone | None = None
+    home_center: CenterRef | None = None
+
+    @classmethod
+    def from_guest(cls, guest: Guest) -> EnrichedGuest:
+        """The guest block of ``guest`` as ``GET /v1/guests/{id}`` returned it."""
+        info = guest.personal_info
+        home = CenterRef(id=guest.center_id, name=guest.center_name) if guest.center_id else None
+        return cls(
+            id=guest.id,
+            code=guest.code,
+            first_name=info.first_name,
+            last_name=info.last_name,
+            email=info.email,
+            mobile_phone=info.mobile_phone,
+            home_center=home,
+        )
+
+
+class EnrichedEvent(BaseModel):
+    """What every enriched event carries. ``event_id`` is the worker's idempotency key of
+    the webhook (``event_id``, else ``id``, else a body hash) so consumers can de-duplicate."""
+
+    event_name: ClassVar[str]
+
+    tenant: str
+    event_id: str
+    event_type: str
+    event_timestamp: datetime | None = None
+    handler: str
+    guest: EnrichedGuest
+
+
+class MembershipFrozen(EnrichedEvent):
+    """A guest's membership was frozen; ``freeze`` is the webhook's, ``membership`` is now."""
+
+    event_name: ClassVar[str] = "guest.membership.frozen"
+
+    membership: GuestMembership
+    freeze: Freeze | None = None
+    recurrence_status: int | None = None
+
+
+class GuestpassFacts(BaseModel):
+    """The redemption as the webhook reports it: counts of this pass after the redemption."""
+
+    redemption_id: str | None = None
+    guestpass_id: str | None = None
+    redeemed_at: datetime | None = None
+    session_id: int | None = None
+    invoice_id: str | None = None
+    total: Number | None = None
+    balance: Number | None = None
+    used: Number | None = None
+    transferred: Number | None = None
+    expired: Number | None = None
+
+
+class GuestpassRedeemed(EnrichedEvent):
+    """A guest pass was redeemed; the membership carries ``guestpass_total/balance`` now."""
+
+    event_name: ClassVar[str] = "guest.guestpass.redeemed"
+
+    membership: GuestMembership
+    guestpass: GuestpassFacts
+
+
+class PackageStatusChanged(EnrichedEvent):
+    """A guest package changed status; ``status``/``user_package_state`` are the webhook's."""
+
+    event_name: ClassVar[str] = "guest.package.status_changed"
+
+    package: GuestPackage
+    status: int | None = None
+    user_package_state: int | None = None
+    invoice_id: str

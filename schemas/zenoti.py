@@ -1,0 +1,214 @@
+"""The Zenoti API resources we read (REFERENCE 5), as the API serves them.
+
+Only the fields zenoti-events uses are typed; every model keeps the rest (``extra="allow"``),
+so an enriched event can carry a resource as Zenoti has it, and a new Zenoti field never
+breaks validation. Fields Zenoti may leave null are optional. Dates inside resources are
+naive center-local times (REFERENCE 7.6) and stay naive.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, TypeAlias
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+
+__all__ = [
+    "ApiError",
+    "CenterRef",
+    "Freeze",
+    "Guest",
+    "GuestMembership",
+    "GuestPackage",
+    "Invoice",
+    "InvoiceGuest",
+    "InvoiceRef",
+    "InvoiceResponse",
+    "MembershipList",
+    "MembershipRef",
+    "Number",
+    "PackageDates",
+    "PackageList",
+    "PackageRef",
+    "PersonalInfo",
+    "Phone",
+    "ZenotiId",
+]
+
+# A GUID in practice; an empty id would turn ``/v1/invoices/{id}`` into another endpoint.
+ZenotiId: TypeAlias = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+# Zenoti types amounts and counts as "number": keep 55 an int and 20.5 a float, as sent.
+Number: TypeAlias = int | float
+
+
+class _Resource(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ApiError(_Resource):
+    """The ``error`` object of an answer. Its shape varies by endpoint (REFERENCE 4.5):
+    ``{code, message}``, ``code`` with ``error_message``, or ``{StatusCode, Message}``."""
+
+    code: int | None = Field(None, validation_alias=AliasChoices("code", "StatusCode"))
+    message: str | None = Field(
+        None, validation_alias=AliasChoices("message", "Message", "error_message")
+    )
+
+    @classmethod
+    def of(cls, error: object) -> ApiError:
+        """Whatever Zenoti put under ``error``; text of any other shape becomes the message."""
+        try:
+            return cls.model_validate(error)
+        except ValidationError:
+            return cls.model_validate({"message": str(error)[:500]})
+
+    def __str__(self) -> str:
+        return f"error {self.code}: {self.message}"[:200]
+
+
+class CenterRef(_Resource):
+    id: ZenotiId
+    name: str | None = None
+
+
+class InvoiceRef(_Resource):
+    """A reference to an invoice; Zenoti nulls ``id`` when there is none (``sale_invoice``)."""
+
+    id: str | None = None
+    no: str | None = None
+    status: int | None = None
+    receipt_no: str | None = None
+
+
+class Phone(_Resource):
+    country_code: int | None = None
+    number: str | None = None
+
+
+class PersonalInfo(_Resource):
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    mobile_phone: Phone | None = None
+
+    @field_validator("mobile_phone", mode="before")
+    @classmethod
+    def _phone_may_be_a_string(cls, value: object) -> object:
+        # Invoice payloads carry the phone as "+91 98851..." where guests carry an object.
+        return {"number": value} if isinstance(value, str) else value
+
+
+class Guest(_Resource):
+    """``GET /v1/guests/{id}``: the guest, unwrapped at the top level of the body."""
+
+    id: ZenotiId
+    code: str | None = None
+    center_id: str | None = None
+    center_name: str | None = None
+    personal_info: PersonalInfo = Field(default_factory=PersonalInfo)
+
+
+class InvoiceGuest(_Resource):
+    id: ZenotiId
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+
+
+class Invoice(_Resource):
+    """``GET /v1/invoices/{id}``'s ``invoice``: the route from an event to its guest."""
+
+    id: ZenotiId
+    invoice_number: str | None = None
+    receipt_number: str | None = None
+    center_id: str | None = None
+    guest: InvoiceGuest | None = None
+
+
+class InvoiceResponse(_Resource):
+    invoice: Invoice
+
+
+class Freeze(_Resource):
+    """A membership freeze; ``type`` 2 freezes benefits and shifts payments, 3 keeps
+    benefits and skips payments (REFERENCE 3.1)."""
+
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    type: int | None = None
+    fee: Number | None = None
+    fee_type: int | None = None
+    comments: str | None = None
+    froze_by: str | None = None
+
+
+class MembershipRef(_Resource):
+    """The membership plan a guest holds, with its guest pass allowance."""
+
+    id: ZenotiId
+    name: str | None = None
+    code: str | None = None
+    type: int | None = None
+    guestpass_total: Number | None = None
+    guestpass_balance: Number | None = None
+
+
+class GuestMembership(_Resource):
+    """One item of ``guest_memberships``; statuses use the enum of REFERENCE 5.2."""
+
+    user_membership_id: ZenotiId
+    group_user_membership_id: str | None = None
+    status: int | None = None
+    recurrence_status: int | None = None
+    expiry_date: datetime | None = None
+    member_code: str | None = None
+    next_collection_date: datetime | None = None
+    center: CenterRef | None = None
+    membership: MembershipRef | None = None
+    invoice: InvoiceRef | None = None
+    freeze: Freeze | None = None
+
+
+class MembershipList(_Resource):
+    """``GET /v1/guests/{id}/memberships``; a null list means none."""
+
+    guest_memberships: list[GuestMembership] | None = None
+
+
+class PackageRef(_Resource):
+    id: ZenotiId
+    name: str | None = None
+    code: str | None = None
+    type: int | None = None
+
+
+class PackageDates(_Resource):
+    start: datetime | None = None
+    end: datetime | None = None
+    end_date_with_grace: datetime | None = None
+
+
+class GuestPackage(_Resource):
+    """One item of ``packages``; ``status`` and ``user_package_state`` use REFERENCE 3.7."""
+
+    user_package_id: ZenotiId
+    status: int | None = None
+    user_package_state: int | None = None
+    invoice: InvoiceRef | None = None
+    package: PackageRef | None = None
+    date: PackageDates | None = None
+    center: CenterRef | None = None
+
+
+class PackageList(_Resource):
+    """``GET /v1/guests/{id}/packages``; a null list means none."""
+
+    packages: list[GuestPackage] | None = None
