@@ -108,7 +108,10 @@ class _Picker:
     def __init__(self, org: Organisation, rng: random.Random) -> None:
         self.org, self.rng = org, rng
         frozen = [m for m in org.memberships if m.freeze is not None]
-        redeemed = [(m, r) for m in org.memberships for r in m.redemptions]
+        # A redemption names no center, so a reader can only list the member's memberships
+        # at their home center: draw from memberships sold there, the usual case.
+        redeemed = [(m, r) for m in org.memberships for r in m.redemptions
+                    if m.center_id == org.guests[m.guest_id].center_id]
         makers: list[tuple[str, Callable[[], Json]]] = [
             (FREEZE, lambda: events.membership_freeze(org, rng.choice(frozen))),
             (GUESTPASS, lambda: events.guestpass_redeemed(*rng.choice(redeemed))),

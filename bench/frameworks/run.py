@@ -7,7 +7,9 @@ Each run starts a fresh server process, warms it up, then drives it with
 ``wrk -t2 -c64 -d10s`` POSTing a ~1.5 KB JSON body. Rounds are interleaved (A, B, C, A, B, C, ...)
 so that slow drift on the machine hits every variant alike. Around the measured window it reads
 the CPU time of the server, the broker and wrk, and of the whole machine; what is left over is
-``other_cpu_s``, the load that something else put on the machine during the run (noise).
+``other_cores``, the load that something else put on the machine during the run (noise). A run
+with more than ``--noise`` other cores is rerun (up to ``--retries`` times, within ``--budget``)
+and the quietest attempt kept; the discarded attempts are recorded too.
 Prints a table and writes ``bench/results/frameworks.json``.
 """
 
@@ -43,6 +45,7 @@ EXCHANGE = "bench.frameworks"
 QUEUE = "bench.frameworks.q"
 BODY_BYTES = 1500
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+QUIET_WAIT_S = 8.0  # longest wait for a quiet machine before a rerun
 NOISY_SPREAD = 0.10  # a variant whose req/s spread (max - min) / median exceeds this is flagged
 
 LUA_TEMPLATE = """\
@@ -352,6 +355,7 @@ class Schedule:
     planned_runs: int
     started: float = field(default_factory=time.monotonic)
     runs_done: int = 0
+    kept_runs: int = 0
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -364,19 +368,18 @@ class Schedule:
         if self.runs_done == 0:
             return False
         per_run = self.elapsed() / self.runs_done
-        runs_left = self.planned_runs - self.kept_runs
-        return self.elapsed() + (runs_left + 1) * per_run <= self.budget_s
-
-    kept_runs: int = 0
+        runs_after_this_one = self.planned_runs - self.kept_runs - 1
+        needed = QUIET_WAIT_S + (runs_after_this_one + 1) * per_run
+        return self.elapsed() + needed <= self.budget_s
 
 
 def disturbed(result: RunResult, options: argparse.Namespace) -> bool:
     return result.other_cores is not None and result.other_cores > options.noise
 
 
-def wait_for_quiet(options: argparse.Namespace, max_wait_s: float = 8.0) -> None:
+def wait_for_quiet(options: argparse.Namespace) -> None:
     """Wait (bounded) until the rest of the machine uses less than ``options.noise`` cores."""
-    deadline = time.monotonic() + max_wait_s
+    deadline = time.monotonic() + QUIET_WAIT_S
     while time.monotonic() < deadline:
         before = machine_busy_s()
         time.sleep(0.5)
@@ -482,7 +485,9 @@ def versions() -> dict[str, str]:
 
 
 def write_results(
-    options: argparse.Namespace, results: list[RunResult], summaries: list[dict[str, Any]]
+    options: argparse.Namespace,
+    runs: tuple[list[RunResult], list[RunResult]],
+    summaries: list[dict[str, Any]],
 ) -> None:
     meta = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -492,9 +497,16 @@ def write_results(
         "body_bytes": len(webhook_body()),
         "warmup_s": options.warmup,
         "rounds": options.rounds,
+        "noise_threshold_cores": options.noise,
         "versions": versions(),
     }
-    document = {"meta": meta, "summary": summaries, "runs": [asdict(r) for r in results]}
+    kept, discarded = runs
+    document = {
+        "meta": meta,
+        "summary": summaries,
+        "runs": [asdict(r) for r in kept],
+        "discarded_noisy_runs": [asdict(r) for r in discarded],
+    }
     RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_FILE.write_text(json.dumps(document, indent=2) + "\n")
     print(f"wrote {RESULTS_FILE.relative_to(ROOT)}")
@@ -507,6 +519,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2, help="seconds of load before measuring")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--budget", type=float, default=330, help="no new run after this (s)")
+    parser.add_argument("--noise", type=float, default=0.15, help="other cores that void a run")
+    parser.add_argument("--retries", type=int, default=2, help="reruns of a noisy run")
     parser.add_argument("--only", default="", help="comma-separated variant names to run")
     return parser.parse_args(argv)
 
@@ -527,12 +541,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     options.broker_pid = broker_pid()
     with tempfile.TemporaryDirectory() as tmp:
         options.script = write_lua_script(Path(tmp))
-        results = run_all(variants, options)
+        results, discarded = run_all(variants, options)
     asyncio.run(_delete_topology())
     by_variant = {v: [r for r in results if r.variant == v.name] for v in variants}
     summaries = [summarise(v, runs) for v, runs in by_variant.items() if runs]
     print_table(summaries)
-    write_results(options, results, summaries)
+    write_results(options, (results, discarded), summaries)
 
 
 if __name__ == "__main__":

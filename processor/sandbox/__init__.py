@@ -2,25 +2,19 @@
 
 Start it with ``run_sandbox(SandboxConfig(...))`` (or ``zenoti-events sandbox``), or, in
 tests, ``async with SandboxServer(SandboxConfig(port=0)) as server`` and call ``server.url``.
+The rate limit (``budget``) and faults (``faults``) are importable from their modules.
 Nothing here runs at import.
 """
 
-from processor.sandbox.budget import Budget, Grant, TokenBucket
 from processor.sandbox.config import SandboxConfig
-from processor.sandbox.faults import Fault, Faults
 from processor.sandbox.organisation import Organisation
 from processor.sandbox.server import Sandbox, SandboxServer, SandboxStats, run_sandbox
 
 __all__ = [
-    "Budget",
-    "Fault",
-    "Faults",
-    "Grant",
     "Organisation",
     "Sandbox",
     "SandboxConfig",
     "SandboxServer",
     "SandboxStats",
-    "TokenBucket",
     "run_sandbox",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
@@ -77,6 +78,8 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.failed == 0 else 1
 
 
-def _fields(args: argparse.Namespace, config: type) -> dict[str, Any]:
-    names = set(config.__dataclass_fields__)
+def _fields(
+    args: argparse.Namespace, config: type[SandboxConfig] | type[SimulatorConfig]
+) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(config)}
     return {k: v for k, v in vars(args).items() if k in names}

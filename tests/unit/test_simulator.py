@@ -14,8 +14,14 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from processor.deliveries import FREEZE, GUESTPASS, KNOWN_TYPES, PACKAGE_STATUS, UNKNOWN_TYPES
-from processor.deliveries import build_deliveries
+from processor.deliveries import (
+    FREEZE,
+    GUESTPASS,
+    KNOWN_TYPES,
+    PACKAGE_STATUS,
+    UNKNOWN_TYPES,
+    build_deliveries,
+)
 from processor.errors import ConfigError
 from processor.sandbox import Organisation, SandboxConfig, SandboxServer
 from processor.signature import HEADER, verify
@@ -116,6 +122,8 @@ def test_guestpass_redemptions_name_the_member_and_a_booking_invoice() -> None:
         assert data["guest_id"] == membership.guest_id
         assert ORG.invoices[data["invoice_id"]].guest_id == membership.guest_id
         assert data["id"] == data["id"].upper()
+        home = ORG.guests[data["guest_id"]].center_id
+        assert membership in ORG.memberships_of(data["guest_id"], home)
         assert data["used"] + data["balance"] == data["total"] == membership.guestpass_total
 
 
