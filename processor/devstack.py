@@ -8,6 +8,7 @@ processes against the local RabbitMQ, then the simulator posts signed deliveries
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -77,10 +78,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                            "--rate", str(args.rate), "--count", str(args.count)))
     print(f"zenoti-events up: ingress {url}, metrics :{args.ingress_port}/metrics "
           f"and :{args.worker_port}/metrics; Ctrl-C stops", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         _wait(args.seconds)
-    except KeyboardInterrupt:
-        pass
     _stop(children)
     return 0
 

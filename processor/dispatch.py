@@ -83,7 +83,7 @@ class Dispatcher:
                 message_id=f"{event.key}:{self.handler.name}:{name}",
                 headers=headers_of({"tenant": event.tenant, "handler": self.handler.name,
                                     "source_event_type": event.event_type}),
-                timeout=self._timeout,
+                confirm_timeout=self._timeout,
             )
 
         return Context(zenoti=self._clients.for_tenant(event.tenant), log=self._log,
@@ -110,7 +110,7 @@ class Dispatcher:
     ) -> None:
         await self._publisher.publish(
             exchange, key, message.body, message_id=message.message_id or "",
-            headers=headers, timeout=self._timeout,
+            headers=headers, confirm_timeout=self._timeout,
             content_type=message.content_type or "application/json",
         )
 

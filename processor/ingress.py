@@ -84,7 +84,7 @@ class Ingress:
                 "tenant": tenant, "event_type": envelope.event_type,
                 "received_at": datetime.now(UTC).isoformat(), "delivery_id": envelope.id,
             }),
-            timeout=self._settings.confirm_timeout,
+            confirm_timeout=self._settings.confirm_timeout,
         )
         self._metrics.confirm_seconds.observe(time.perf_counter() - started)
         self._count(tenant, "accepted", 202)

@@ -60,7 +60,7 @@ class ConfirmedPublisher:
 
     async def publish(
         self, exchange: str, routing_key: str, body: bytes, *, message_id: str,
-        headers: HeadersType | None = None, timeout: float = 5.0,
+        headers: HeadersType | None = None, confirm_timeout: float = 5.0,
         content_type: str = "application/json",
     ) -> None:
         """Publish persistently with ``mandatory`` and wait for the broker's confirm."""
@@ -70,13 +70,13 @@ class ConfirmedPublisher:
         )
         try:
             target = await self._exchange(exchange)
-            await target.publish(message, routing_key, mandatory=True, timeout=timeout)
+            await target.publish(message, routing_key, mandatory=True, timeout=confirm_timeout)
         except BrokerUnavailable:
             raise
         except TimeoutError as exc:
-            raise BrokerUnavailable(f"no confirm from the broker within {timeout:g} s") from exc
+            raise BrokerUnavailable(f"no confirm within {confirm_timeout:g} s") from exc
         except Exception as exc:  # nack, return, closed channel, connection reset
-            raise BrokerUnavailable(f"broker did not take the message: {type(exc).__name__}") from exc
+            raise BrokerUnavailable(f"broker did not take it: {type(exc).__name__}") from exc
 
     async def _exchange(self, name: str) -> AbstractExchange:
         channel = self._channel

@@ -6,10 +6,13 @@ Secrets are ``SecretStr`` so that they never render in logs, errors or reprs.
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_TENANT = "default"
+_TENANT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class TenantSettings(BaseModel):
@@ -30,7 +33,7 @@ class Settings(BaseSettings):
     # The default tenant, served on /webhooks/zenoti.
     webhook_secrets: list[SecretStr] = Field(default_factory=list)
     api_key: SecretStr = SecretStr("")
-    # More tenants, served on /webhooks/zenoti/{name}: JSON {"name": {"webhook_secrets": [...], ...}}
+    # More tenants, on /webhooks/zenoti/{name}: JSON {"name": {"webhook_secrets": [...], ...}}
     tenants: dict[str, TenantSettings] = Field(default_factory=dict)
 
     ingress_host: str = "0.0.0.0"
@@ -54,8 +57,10 @@ class Settings(BaseSettings):
 
     @field_validator("tenants")
     @classmethod
-    def _tenant_names_are_path_safe(cls, value: dict[str, TenantSettings]) -> dict[str, TenantSettings]:
-        bad = [name for name in value if not name or not name.replace("-", "").replace("_", "").isalnum()]
+    def _tenant_names_are_path_safe(
+        cls, value: dict[str, TenantSettings]
+    ) -> dict[str, TenantSettings]:
+        bad = [name for name in value if not _TENANT_NAME.match(name)]
         if bad:
             raise ValueError(f"tenant names must be letters, digits, '-' or '_': {bad}")
         return value

@@ -32,8 +32,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if seen or not args.count else 1
 
 
-async def tap(settings: Settings, key: str, count: int, timeout: float) -> int:
-    """Print enriched events until ``count`` were seen or ``timeout`` passed; return the count."""
+async def tap(settings: Settings, key: str, count: int, seconds: float) -> int:
+    """Print enriched events until ``count`` were seen or ``seconds`` passed; return the count."""
     connection = await aio_pika.connect(settings.amqp_url.get_secret_value(), timeout=10)
     seen = 0
     done = asyncio.Event()
@@ -53,7 +53,7 @@ async def tap(settings: Settings, key: str, count: int, timeout: float) -> int:
         await queue.bind(exchange, routing_key=key)
         await queue.consume(on_message)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(done.wait(), timeout or None)
+            await asyncio.wait_for(done.wait(), seconds or None)
     return seen
 
 
@@ -65,5 +65,5 @@ def summary(message: AbstractIncomingMessage) -> str:
         who = f"{guest.get('first_name', '?')} {guest.get('last_name', '?')}"
     except (ValueError, AttributeError):
         who = "?"
-    tenant = message.headers.get("tenant", "?")
+    tenant = str(message.headers.get("tenant", "?"))
     return f"{message.routing_key:<34} tenant={tenant} guest={who!r} id={message.message_id}"

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel
+from pamqp.common import FieldTable
 
 from schemas.envelope import routing_key
 
@@ -28,7 +29,7 @@ EVENTS = "zenoti.events"
 UNROUTED = "zenoti.unrouted"
 DEAD = "zenoti.dead"
 ENRICHED = "zenoti.enriched"
-_QUORUM = {"x-queue-type": "quorum"}
+_QUORUM: FieldTable = {"x-queue-type": "quorum"}
 
 
 def queue_name(handler: str) -> str:
@@ -75,7 +76,7 @@ async def declare(channel: AbstractChannel, bindings: Sequence[Binding]) -> None
         await lot.bind(dead, routing_key=queue_name(binding.handler))
 
 
-def _work_queue_arguments(binding: Binding) -> dict[str, str]:
+def _work_queue_arguments(binding: Binding) -> FieldTable:
     # Broker-side dead-lettering (RabbitMQ 4's delivery limit, rejections) lands in the same
     # parking lot as the worker's own dead letters, so nothing is ever dropped silently.
     return {

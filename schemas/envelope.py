@@ -30,7 +30,7 @@ def routing_key(event_type: str) -> str:
 
 
 class Envelope(BaseModel):
-    """What Zenoti sends. Only ``event_type`` and ``data`` are required: doc samples omit the rest."""
+    """What Zenoti sends. Only ``event_type`` and ``data`` are required (samples omit the rest)."""
 
     model_config = ConfigDict(extra="allow")
 

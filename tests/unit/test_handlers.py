@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from handlers.guestpass_redeemed import GuestpassRedeemed
 from handlers.membership_freeze import MembershipFreeze
 from handlers.package_status import PackageStatus
-from processor.errors import PermanentError, ResourceNotFound
+from processor.errors import ResourceNotFound
 from processor.handler import Context, Event, Handler
 from processor.metrics import Metrics
 from processor.plugins import check
@@ -33,6 +33,7 @@ MEMBERSHIP = "01192853-a6b5-4ff4-b299-e36b9efe61ac"
 MEMBERSHIP_SALE = "122df2ee-e82b-4c57-8262-ea57a39b6185"
 PACKAGE = "0cc3f6bd-680e-4953-bda6-9441565efb52"
 PACKAGE_SALE = "1ee272c2-bb54-4350-87d3-f32ac034aacc"
+CLASS_BOOKING = "1db1854b-1ae3-401b-8302-1ef84de90ca4"
 STAMP = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 
 
@@ -43,7 +44,10 @@ class FakeZenoti:
     that called them one after the other would stall, and the test fail on a timeout."""
 
     def __init__(self) -> None:
-        self.invoices: dict[str, str] = {MEMBERSHIP_SALE: GUEST, PACKAGE_SALE: GUEST}
+        self.invoices: dict[str, tuple[str, str]] = {
+            MEMBERSHIP_SALE: (GUEST, HOME), PACKAGE_SALE: (GUEST, HOME),
+            CLASS_BOOKING: (GUEST, HOME),
+        }
         self.guests: dict[str, str] = {GUEST: HOME}
         self.memberships: dict[tuple[str, str], list[dict[str, Any]]] = {
             (GUEST, HOME): [membership_item("ffffffff-0000-4000-8000-000000000000"),
@@ -82,12 +86,12 @@ class FakeZenoti:
                                  "page_info": {"total": 1, "page": 1, "size": 100}, "error": None}
 
     def invoice(self, invoice_id: str) -> tuple[int, dict[str, Any]]:
-        guest_id = self.invoices.get(invoice_id)
-        if guest_id is None:
+        if invoice_id not in self.invoices:
             return 404, {"invoice": None, "error": {"code": 428, "message": "Invoice not found"}}
+        guest_id, center_id = self.invoices[invoice_id]
         guest = {"id": guest_id, "first_name": "Ada", "last_name": "Lovelace", "email": "a@x.io"}
         return 200, {"invoice": {"id": invoice_id, "invoice_number": "RR16675",
-                                 "center_id": HOME, "guest": guest}, "error": None}
+                                 "center_id": center_id, "guest": guest}, "error": None}
 
     def guest(self, guest_id: str) -> tuple[int, dict[str, Any]]:
         center_id = self.guests.get(guest_id)
@@ -140,7 +144,7 @@ def freeze_data(**changes: Any) -> MembershipFreezeData:
 def guestpass_data(**changes: Any) -> GuestpassRedeemedData:
     data = {"id": "52923CDB-EA9B-420E-B787-1B2B4CE993AB", "date": "2026-03-01T09:15:00",
             "guestpass_id": "c7bc8109-6403-42dd-92ab-9aa22d84bee5", "guest_id": GUEST,
-            "session_id": 81285, "invoice_id": "1db1854b-1ae3-401b-8302-1ef84de90ca4",
+            "session_id": 81285, "invoice_id": CLASS_BOOKING,
             "user_membership_id": MEMBERSHIP, "total": 55, "balance": 23, "used": 32,
             "transferred": 0, "expired": 0, "frequency": "Any"}
     return GuestpassRedeemedData.model_validate({**data, **changes})
@@ -285,20 +289,37 @@ async def test_guestpass_redeemed_for_an_unknown_guest_raises_resource_not_found
         await GuestpassRedeemed().handle(event_of(GuestpassRedeemed(), data), ctx)
 
 
+async def test_guestpass_redeemed_finds_a_membership_sold_at_another_center(
+    ctx: Context, zenoti: FakeZenoti, published: Published
+) -> None:
+    zenoti.memberships[(GUEST, OTHER_CENTER)] = zenoti.memberships.pop((GUEST, HOME))
+    zenoti.invoices[CLASS_BOOKING] = (GUEST, OTHER_CENTER)
+    with capture_logs() as logs:
+        await GuestpassRedeemed().handle(event_of(GuestpassRedeemed(), guestpass_data()), ctx)
+    assert zenoti.paths() == [f"/v1/guests/{GUEST}", f"/v1/guests/{GUEST}/memberships",
+                              f"/v1/invoices/{CLASS_BOOKING}", f"/v1/guests/{GUEST}/memberships"]
+    assert zenoti.requests[3].url.params["center_id"] == OTHER_CENTER
+    assert len(published.events) == 1
+    assert logs[0]["calls"] == 4
+
+
 async def test_guestpass_redeemed_of_an_unlisted_membership_raises_resource_not_found(
     ctx: Context, zenoti: FakeZenoti
 ) -> None:
     zenoti.memberships[(GUEST, HOME)] = [membership_item("ffffffff-0000-4000-8000-00000000000f")]
-    with pytest.raises(ResourceNotFound, match=f"'{MEMBERSHIP}'.*home center '{HOME}'"):
+    with pytest.raises(ResourceNotFound, match=f"'{MEMBERSHIP}'.*centers \\['{HOME}'\\]"):
         await GuestpassRedeemed().handle(event_of(GuestpassRedeemed(), guestpass_data()), ctx)
+    assert zenoti.paths()[-1] == f"/v1/invoices/{CLASS_BOOKING}"  # same center: not listed twice
 
 
-async def test_guestpass_redeemed_for_a_guest_without_a_home_center_is_permanent(
-    ctx: Context, zenoti: FakeZenoti
+async def test_guestpass_redeemed_for_a_guest_without_a_home_center_uses_the_invoices(
+    ctx: Context, zenoti: FakeZenoti, published: Published
 ) -> None:
     zenoti.guests[GUEST] = ""
-    with pytest.raises(PermanentError, match="no home center"):
-        await GuestpassRedeemed().handle(event_of(GuestpassRedeemed(), guestpass_data()), ctx)
+    await GuestpassRedeemed().handle(event_of(GuestpassRedeemed(), guestpass_data()), ctx)
+    after_guest = [f"/v1/invoices/{CLASS_BOOKING}", f"/v1/guests/{GUEST}/memberships"]
+    assert zenoti.paths()[1:] == after_guest
+    assert len(published.events) == 1
 
 
 async def test_package_status_publishes_the_package_with_its_guest(

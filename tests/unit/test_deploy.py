@@ -1,0 +1,111 @@
+"""deploy/: the compose stack and the image, checked by reading them (no Docker engine here)."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "deploy" / "compose.yaml"
+DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
+
+COMPOSE: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
+SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+OURS = {name: s for name, s in SERVICES.items() if "build" in s}
+
+# The only credentials compose.yaml may hold: public demo values, documented in deploy/README.md.
+DEMO_ENV = {
+    "ZENOTI_EVENTS_WEBHOOK_SECRETS": '["demo-webhook-secret"]',
+    "ZENOTI_EVENTS_API_KEY": "demo-api-key",
+    "ZENOTI_EVENTS_AMQP_URL": "amqp://guest:guest@rabbitmq:5672/",
+}
+DEMO_FLAGS = {"--secret": "demo-webhook-secret", "--api-key": "demo-api-key"}
+SECRET_NAME = re.compile(r"SECRET|KEY|PASS|TOKEN|AMQP_URL|TENANTS|CREDENTIAL", re.IGNORECASE)
+
+
+def final_stage(dockerfile: str) -> str:
+    """The instructions after the last FROM, comment lines dropped."""
+    lines = [line for line in dockerfile.splitlines() if not line.lstrip().startswith("#")]
+    stages = re.split(r"^FROM\s", "\n".join(lines), flags=re.MULTILINE | re.IGNORECASE)
+    assert len(stages) >= 3, "expected a builder stage and a final stage"
+    return stages[-1]
+
+
+def test_our_services_are_built_from_the_deploy_dockerfile() -> None:
+    assert set(OURS) >= {"sandbox", "ingress", "worker"}
+    for name, service in OURS.items():
+        build = service["build"]
+        assert (COMPOSE_FILE.parent / build["context"] / build["dockerfile"]).resolve() \
+            == DOCKERFILE, name
+
+
+@pytest.mark.parametrize("name", sorted(OURS))
+def test_each_service_runs_a_subcommand_that_exists(name: str) -> None:
+    command = OURS[name]["command"]
+    done = subprocess.run([sys.executable, "-m", "processor.cli", command[0], "--help"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    from processor.cli import _parser
+
+    _parser().parse_args(command)  # the whole command line parses, options included
+
+
+@pytest.mark.parametrize("name", sorted(OURS))
+def test_our_services_run_read_only_unprivileged_with_a_tmpfs_tmp(name: str) -> None:
+    service = OURS[name]
+    assert service["read_only"] is True
+    assert "/tmp" in service["tmpfs"]
+    assert service["cap_drop"] == ["ALL"]
+    assert str(service.get("user", "10001")).split(":")[0] not in ("0", "root")
+
+
+def test_the_image_runs_as_a_non_root_uid_without_build_tools() -> None:
+    final = final_stage(DOCKERFILE.read_text())
+    users = re.findall(r"^USER\s+(\S+)", final, flags=re.MULTILINE)
+    assert users, "the final stage sets no USER"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit() and int(uid) != 0, f"USER {users[-1]}: want a numeric non-zero uid"
+    for tool in ("gcc", "g++", "build-essential", "apt-get", "-dev "):
+        assert tool not in final, f"{tool} in the final stage"
+    assert "--no-index" in final, "the final stage installs the builder's wheels only"
+    assert 'ENTRYPOINT ["zenoti-events"]' in final
+    assert "PYTHONDONTWRITEBYTECODE=1" in final
+
+
+def test_the_image_copies_only_the_package_sources_and_they_exist() -> None:
+    sources = [
+        part
+        for line in re.findall(r"^COPY\s+(?!--from)(.+)$", DOCKERFILE.read_text(), re.MULTILINE)
+        for part in line.split()[:-1]
+    ]
+    assert set(sources) == {"pyproject.toml", "README.md", "processor/", "handlers/", "schemas/"}
+    for source in sources:
+        assert (ROOT / source).exists(), f"the build copies {source}, which is missing"
+
+
+def test_ingress_waits_for_a_healthy_rabbitmq() -> None:
+    assert SERVICES["rabbitmq"]["healthcheck"]["test"] == [
+        "CMD", "rabbitmq-diagnostics", "-q", "ping"]
+    assert SERVICES["ingress"]["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
+    assert SERVICES["worker"]["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
+
+
+def test_the_only_secrets_are_the_documented_demo_values() -> None:
+    for name, service in SERVICES.items():
+        environment = service.get("environment", {})
+        assert isinstance(environment, dict), f"{name}: environment must be a mapping"
+        for key, value in environment.items():
+            if SECRET_NAME.search(key):
+                assert DEMO_ENV.get(key) == value, f"{name}: {key} is not a documented demo value"
+        command = service.get("command", [])
+        for flag, value in itertools.pairwise(command):
+            if flag in DEMO_FLAGS:
+                assert value == DEMO_FLAGS[flag], f"{name}: {flag} is not the demo value"
+    assert "DEMO VALUES" in COMPOSE_FILE.read_text()
