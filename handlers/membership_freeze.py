@@ -12,8 +12,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from processor.errors import ResourceNotFound
-from processor.handler import Context, Event
+from processor import Context, Event, ResourceNotFound
 from schemas.enriched import EnrichedGuest, MembershipFrozen
 from schemas.webhooks import MembershipFreezeData
 from schemas.zenoti import GuestMembership, Invoice
