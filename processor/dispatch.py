@@ -3,6 +3,7 @@
 A message is acked only after the handler returned and its output was confirmed, or after its
 retry copy or dead letter was confirmed by the broker: at every instant the message exists in
 at least one queue. If even that publish fails, the message is nacked back to its queue.
+An event this handler already handled (same key, remembered by ``done``) is acked unrun.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from pydantic import BaseModel
 from structlog.typing import FilteringBoundLogger
 
 from processor.codec import decode_event
+from processor.dedupe import Deduplicator
 from processor.errors import BrokerUnavailable, PermanentError
 from processor.fate import Fate, Outcome, decide
 from processor.handler import Context, Event, Handler
 from processor.metrics import Metrics
 from processor.publisher import ConfirmedPublisher, headers_of
+from processor.retry import ATTEMPT, Delay, RetryPolicy
 from processor.topology import DEAD, ENRICHED, queue_name
 from processor.zenoti import ZenotiClients
 
@@ -31,14 +34,16 @@ class Dispatcher:
 
     def __init__(
         self, handler: Handler, *, publisher: ConfirmedPublisher, clients: ZenotiClients,
-        tenants: frozenset[str], metrics: Metrics, log: FilteringBoundLogger,
-        confirm_timeout: float = 5.0,
+        tenants: frozenset[str], retry: RetryPolicy, done: Deduplicator, metrics: Metrics,
+        log: FilteringBoundLogger, confirm_timeout: float = 5.0,
     ) -> None:
         self.handler = handler
         self.queue = queue_name(handler.name)
         self._publisher = publisher
         self._clients = clients
         self._tenants = tenants
+        self._retry = retry
+        self._done = done
         self._metrics = metrics
         self._log = log
         self._timeout = confirm_timeout
@@ -53,13 +58,24 @@ class Dispatcher:
             tenant=_header(message.headers, "tenant"),
         ):
             try:
-                fate = await self._run(message)
-                await self._settle(message, fate)
+                await self._process(message)
             finally:
                 self._metrics.in_flight.labels(handler=name).dec()
                 self._metrics.handler_seconds.labels(handler=name).observe(
                     time.perf_counter() - started
                 )
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
+        done_key = f"{self.handler.name}:{message.message_id}"
+        if message.message_id and await self._done.seen(done_key):
+            await message.ack()
+            self._metrics.messages.labels(handler=self.handler.name, outcome="duplicate").inc()
+            self._log.info("message.duplicate")
+            return
+        fate = await self._run(message)
+        if fate.outcome is Outcome.ACK and message.message_id:
+            await self._done.remember(done_key)
+        await self._settle(message, fate)
 
     async def _run(self, message: AbstractIncomingMessage) -> Fate:
         try:
@@ -90,61 +106,60 @@ class Dispatcher:
                        publish=publish)
 
     async def _settle(self, message: AbstractIncomingMessage, fate: Fate) -> None:
-        outcome = fate.outcome
         try:
-            if outcome is Outcome.RETRY:
-                await self._republish(message, "", self.queue, _retry_headers(message, fate))
-            elif outcome is Outcome.DEAD_LETTER:
-                await self._republish(message, DEAD, self.queue, self._dead_headers(message, fate))
+            if fate.outcome is Outcome.RETRY:
+                fate = await self._retry_or_give_up(message, fate)
+            elif fate.outcome is Outcome.DEAD_LETTER:
+                await self._dead_letter(message, fate, message.headers)
             await message.ack()
         except BrokerUnavailable as exc:
             # Its copy was not confirmed: give the message back rather than risk losing it.
-            self._log.warning("message.requeued", outcome=outcome.value, error=str(exc))
+            self._log.warning("message.requeued", outcome=fate.outcome.value, error=str(exc))
             await message.nack(requeue=True)
-        self._metrics.messages.labels(handler=self.handler.name, outcome=outcome.value).inc()
-        if outcome is not Outcome.ACK:
-            self._log.warning(f"message.{outcome.value}", reason=fate.reason, detail=fate.detail)
+        self._metrics.messages.labels(handler=self.handler.name, outcome=fate.outcome.value).inc()
+        if fate.outcome is not Outcome.ACK:
+            self._log.warning(f"message.{fate.outcome.value}", reason=fate.reason,
+                              detail=fate.detail)
+
+    async def _retry_or_give_up(self, message: AbstractIncomingMessage, fate: Fate) -> Fate:
+        step = self._retry.plan(message.headers, fate)
+        if isinstance(step, Delay):
+            await self._republish(message, "", step.queue, step.headers)
+            return fate
+        final = Fate(Outcome.DEAD_LETTER, step.reason, fate.detail)
+        await self._dead_letter(message, final, step.headers)
+        return final
+
+    async def _dead_letter(
+        self, message: AbstractIncomingMessage, fate: Fate, headers: HeadersType
+    ) -> None:
+        parked = {**headers, **headers_of({
+            "x-zenoti-reason": fate.reason, "x-zenoti-error": fate.detail,
+            "x-zenoti-handler": self.handler.name,
+            "x-zenoti-dead-at": datetime.now(UTC).isoformat(),
+        })}
+        parked.setdefault(ATTEMPT, 1)
+        await self._republish(message, DEAD, self.queue, parked)
 
     async def _republish(
         self, message: AbstractIncomingMessage, exchange: str, key: str, headers: HeadersType
     ) -> None:
         await self._publisher.publish(
             exchange, key, message.body, message_id=message.message_id or "",
-            headers=headers, confirm_timeout=self._timeout,
+            headers={k: v for k, v in headers.items() if k not in _BROKER_HEADERS},
+            confirm_timeout=self._timeout,
             content_type=message.content_type or "application/json",
         )
 
-    def _dead_headers(self, message: AbstractIncomingMessage, fate: Fate) -> HeadersType:
-        return {
-            **message.headers,
-            **headers_of({
-                "x-zenoti-reason": fate.reason, "x-zenoti-error": fate.detail,
-                "x-zenoti-handler": self.handler.name, "x-zenoti-dead-at": _now(),
-                "x-zenoti-attempt": _attempt(message),
-            }),
-        }
 
-
-def _retry_headers(message: AbstractIncomingMessage, fate: Fate) -> HeadersType:
-    return {
-        **message.headers,
-        **headers_of({
-            "x-zenoti-attempt": _attempt(message) + 1,
-            "x-zenoti-first-failure-at": message.headers.get("x-zenoti-first-failure-at") or _now(),
-            "x-zenoti-last-reason": fate.reason, "x-zenoti-last-error": fate.detail,
-        }),
-    }
-
-
-def _attempt(message: AbstractIncomingMessage) -> int:
-    value = message.headers.get("x-zenoti-attempt", 1)
-    return value if isinstance(value, int) else 1
+# Set by the broker on dead-lettering and redelivery; a copy is a new message and carries our
+# own history (x-zenoti-history) instead.
+_BROKER_HEADERS = frozenset({"x-death", "x-delivery-count", "x-first-death-exchange",
+                             "x-first-death-queue", "x-first-death-reason",
+                             "x-last-death-exchange", "x-last-death-queue",
+                             "x-last-death-reason"})
 
 
 def _header(headers: HeadersType, name: str) -> str | None:
     value = headers.get(name)
     return value.decode() if isinstance(value, bytes) else (str(value) if value else None)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()

@@ -23,6 +23,7 @@ from structlog.typing import FilteringBoundLogger
 
 from processor import probes, signature
 from processor.codec import event_key, parse_envelope
+from processor.dedupe import Deduplicator, MemoryDeduplicator
 from processor.errors import BrokerUnavailable, DeliveryRejected, PayloadTooLarge, UnknownTenant
 from processor.metrics import Metrics
 from processor.publisher import ConfirmedPublisher, headers_of
@@ -37,13 +38,17 @@ class Ingress:
 
     def __init__(
         self, settings: Settings, publisher: ConfirmedPublisher, metrics: Metrics,
-        log: FilteringBoundLogger,
+        log: FilteringBoundLogger, accepted: Deduplicator | None = None,
     ) -> None:
         self._settings = settings
         self._tenants: dict[str, TenantSettings] = settings.all_tenants()
         self._publisher = publisher
         self._metrics = metrics
         self._log = log
+        self._accepted: Deduplicator = accepted or MemoryDeduplicator(
+            settings.dedupe_window_seconds, settings.dedupe_memory_keys
+        )
+        self.draining = False
 
     def app(self) -> web.Application:
         """The aiohttp application with the webhook and probe routes."""
@@ -52,7 +57,7 @@ class Ingress:
         for method in ("POST", "PUT", "PATCH"):
             app.router.add_route(method, WEBHOOK_PATH, self.deliver)
             app.router.add_route(method, WEBHOOK_PATH + "/{tenant}", self.deliver)
-        probes.add_routes(app, self._metrics, lambda: self._publisher.ready)
+        probes.add_routes(app, self._metrics, lambda: self._publisher.ready and not self.draining)
         return app
 
     async def deliver(self, request: web.Request) -> web.Response:
@@ -77,6 +82,9 @@ class Ingress:
         signature.verify(body, request.headers.get(signature.HEADER), config.webhook_secrets)
         envelope = parse_envelope(body)
         key = event_key(envelope, body)
+        if await self._accepted.seen(key):
+            self._count(tenant, "duplicate", 200)
+            return web.json_response({"status": "duplicate", "event_id": key})
         started = time.perf_counter()
         await self._publisher.publish(
             EVENTS, envelope.routing_key, body, message_id=key,
@@ -87,6 +95,7 @@ class Ingress:
             confirm_timeout=self._settings.confirm_timeout,
         )
         self._metrics.confirm_seconds.observe(time.perf_counter() - started)
+        await self._accepted.remember(key)
         self._count(tenant, "accepted", 202)
         return web.json_response({"status": "accepted", "event_id": key}, status=202)
 

@@ -9,58 +9,72 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 import aio_pika
+from aio_pika.abc import AbstractChannel
 from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
 from processor import plugins, probes, topology
+from processor.dedupe import Deduplicator, make_deduplicator
 from processor.dispatch import Dispatcher
 from processor.ingress import Ingress
 from processor.logs import get_logger
 from processor.metrics import Metrics
+from processor.plugins import LoadedHandler
 from processor.publisher import ConfirmedPublisher
+from processor.retry import RetryPolicy
 from processor.settings import Settings
 from processor.worker import Worker
 from processor.zenoti import ZenotiClients
 
 
-def installed_bindings(settings: Settings, enabled: Sequence[str] | None = None) -> list[
-    topology.Binding
-]:
-    """The queue bindings of the installed (or ``enabled``) handlers, after overrides."""
-    loaded = plugins.discover(enabled)
+def bindings_of(settings: Settings, loaded: Sequence[LoadedHandler]) -> list[topology.Binding]:
+    """The queue bindings of ``loaded`` handlers, after the settings' overrides."""
     return topology.bindings_for(
         {h.name: h.cls.event_types for h in loaded}, settings.handler_event_types
     )
 
 
+async def declare(
+    channel: AbstractChannel, settings: Settings, bindings: Sequence[topology.Binding]
+) -> None:
+    """Declare the topology as ``settings`` shape it (retry tiers, delivery limit)."""
+    await topology.declare(channel, bindings, retry_tiers=settings.retry_tiers,
+                           delivery_limit=settings.delivery_limit)
+
+
 async def declare_topology(settings: Settings) -> list[topology.Binding]:
     """Declare the whole topology once and return the bindings declared."""
-    bindings = installed_bindings(settings)
+    bindings = bindings_of(settings, plugins.discover())
     connection = await aio_pika.connect(settings.amqp_url.get_secret_value(), timeout=10)
     async with connection, connection.channel() as channel:
-        await topology.declare(channel, bindings)
+        await declare(channel, settings, bindings)
     return bindings
 
 
 async def run_ingress(settings: Settings, stop: asyncio.Event) -> None:
-    """Serve deliveries until ``stop``; in-flight requests finish before the broker closes."""
+    """Serve deliveries until ``stop``; then turn unready, drain, and close."""
     log = get_logger(component="ingress")
     metrics = Metrics()
     _warn_unsigned(settings, log)
-    bindings = installed_bindings(settings)
+    bindings = bindings_of(settings, plugins.discover())
     publisher = ConfirmedPublisher(
         settings.amqp_url.get_secret_value(), log=log, metrics=metrics, name="ingress",
-        on_connect=lambda channel: topology.declare(channel, bindings),
+        on_connect=lambda channel: declare(channel, settings, bindings),
         max_delay=settings.reconnect_max_delay,
     )
     await publisher.start()
-    ingress = Ingress(settings, publisher, metrics, log)
+    accepted = _deduplicator(settings, "ingress", log)
+    ingress = Ingress(settings, publisher, metrics, log, accepted)
     runner = await probes.serve(ingress.app(), settings.ingress_host, settings.ingress_port)
     log.info("ingress.listening", port=settings.ingress_port, ready=publisher.ready)
     await stop.wait()
-    log.info("ingress.stopping")
-    await runner.cleanup()
+    ingress.draining = True  # /readyz answers 503 so load balancers stop sending
+    log.info("ingress.draining", seconds=settings.ingress_drain_seconds)
+    await asyncio.sleep(settings.ingress_drain_seconds)
+    await runner.cleanup()  # waits for in-flight requests
     await publisher.close()
+    await accepted.aclose()
+    log.info("ingress.stopped")
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event, enabled: Sequence[str] = ()) -> None:
@@ -68,21 +82,15 @@ async def run_worker(settings: Settings, stop: asyncio.Event, enabled: Sequence[
     log = get_logger(component="worker")
     metrics = Metrics()
     loaded = plugins.discover(enabled or None)
-    bindings = topology.bindings_for(
-        {h.name: h.cls.event_types for h in loaded}, settings.handler_event_types
-    )
     publisher = ConfirmedPublisher(
         settings.amqp_url.get_secret_value(), log=log, metrics=metrics, name="worker-publisher",
         max_delay=settings.reconnect_max_delay,
     )
     clients = ZenotiClients(settings, metrics)
-    tenants = frozenset(settings.all_tenants())
-    dispatchers = [
-        Dispatcher(h.cls(), publisher=publisher, clients=clients, tenants=tenants, metrics=metrics,
-                   log=log, confirm_timeout=settings.confirm_timeout)
-        for h in loaded
-    ]
-    worker = Worker(settings, dispatchers, bindings, publisher, log)
+    done = _deduplicator(settings, "done", log)
+    dispatchers = [_dispatcher(settings, h, publisher, clients, done, metrics, log)
+                   for h in loaded]
+    worker = Worker(settings, dispatchers, bindings_of(settings, loaded), publisher, log)
     await publisher.start()
     app = _probe_app(metrics, lambda: worker.ready)
     runner = await probes.serve(app, settings.ingress_host, settings.worker_metrics_port)
@@ -93,6 +101,25 @@ async def run_worker(settings: Settings, stop: asyncio.Event, enabled: Sequence[
         await runner.cleanup()
         await publisher.close()
         await clients.aclose()
+        await done.aclose()
+
+
+def _dispatcher(
+    settings: Settings, loaded: LoadedHandler, publisher: ConfirmedPublisher,
+    clients: ZenotiClients, done: Deduplicator, metrics: Metrics, log: FilteringBoundLogger,
+) -> Dispatcher:
+    retry = RetryPolicy(loaded.name, settings.retry_tiers, settings.retry_limits(loaded.name))
+    return Dispatcher(
+        loaded.cls(), publisher=publisher, clients=clients,
+        tenants=frozenset(settings.all_tenants()), retry=retry, done=done, metrics=metrics,
+        log=log, confirm_timeout=settings.confirm_timeout,
+    )
+
+
+def _deduplicator(settings: Settings, namespace: str, log: FilteringBoundLogger) -> Deduplicator:
+    url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    return make_deduplicator(url, namespace, settings.dedupe_window_seconds,
+                             settings.dedupe_memory_keys, log)
 
 
 def _probe_app(metrics: Metrics, ready: Callable[[], bool]) -> web.Application:

@@ -22,6 +22,14 @@ class TenantSettings(BaseModel):
     api_key: SecretStr = SecretStr("")
 
 
+class RetryLimits(BaseModel):
+    """When a handler gives up on a message: after ``max_attempts`` failures, or once its first
+    failure is ``max_age_seconds`` old, whichever comes first."""
+
+    max_attempts: int = Field(default=10, ge=1)
+    max_age_seconds: float = Field(default=86_400.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Everything a process of zenoti-events can be told."""
 
@@ -41,6 +49,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1024 * 1024
     confirm_timeout: float = 5.0
     retry_after_seconds: int = 30
+    ingress_drain_seconds: float = 2.0  # unready before closing, so balancers stop sending
 
     worker_metrics_port: int = 9100
     prefetch: int = 32
@@ -49,11 +58,31 @@ class Settings(BaseSettings):
     # Override a handler's event types: JSON {"membership-freeze": ["Guest.Membership.Freeze"]}
     handler_event_types: dict[str, list[str]] = Field(default_factory=dict)
 
+    # Delayed retry: the delay queues' TTLs, in seconds (ascending), and when to give up.
+    retry_tiers: list[float] = Field(default_factory=lambda: [5.0, 30.0, 120.0, 600.0, 3600.0])
+    retry: RetryLimits = Field(default_factory=RetryLimits)
+    handler_retry: dict[str, RetryLimits] = Field(default_factory=dict)
+    # Quorum queues dead-letter a message delivered this many times without an ack (a worker
+    # that crashes on it): the poison-message bound.
+    delivery_limit: int = Field(default=10, ge=1)
+
+    # De-duplication: Redis (shared by every pod) when set, else bounded in-process memory.
+    redis_url: SecretStr | None = None
+    dedupe_window_seconds: float = 86_400.0
+    dedupe_memory_keys: int = 100_000
+
     api_calls_per_window: int = 60
     api_window_seconds: float = 60.0
 
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
+
+    @field_validator("retry_tiers")
+    @classmethod
+    def _tiers_ascend(cls, value: list[float]) -> list[float]:
+        if not value or any(t <= 0 for t in value) or value != sorted(set(value)):
+            raise ValueError("retry_tiers must be distinct positive seconds in ascending order")
+        return value
 
     @field_validator("tenants")
     @classmethod
@@ -64,6 +93,10 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"tenant names must be letters, digits, '-' or '_': {bad}")
         return value
+
+    def retry_limits(self, handler: str) -> RetryLimits:
+        """The retry limits of ``handler``: its own if set, else the default."""
+        return self.handler_retry.get(handler, self.retry)
 
     def all_tenants(self) -> dict[str, TenantSettings]:
         """The default tenant plus the named ones; a named ``default`` overrides the top level."""

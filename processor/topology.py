@@ -4,13 +4,17 @@
 
     zenoti.events   topic, alternate-exchange zenoti.unrouted: routing key = normalised type
       ├─ zenoti.h.<handler>        quorum queue per handler, bound to its event types,
-      │                            dead-letter exchange zenoti.dead (key = the queue's name)
+      │                            delivery limit, dead-letter exchange zenoti.dead
       └─ (no binding matches) ──> zenoti.unrouted (fanout) ──> queue zenoti.unrouted
+    zenoti.h.<handler>.retry.<tier>   delay queues (TTL = tier) dead-lettering back to the work
+                                      queue through the default exchange (processor.retry)
     zenoti.dead     direct: zenoti.h.<handler> ──> queue zenoti.h.<handler>.dead (parking lot)
     zenoti.enriched topic: the handlers' output, for the users' own queues
 
-Only features present in both RabbitMQ 3.10 and 4.x are used (quorum queues with a dead-letter
-exchange, alternate exchanges). Bindings that settings no longer name are not removed: AMQP
+Every queue is a durable quorum queue with a dead-letter target and at-least-once
+dead-lettering, so no message leaves a queue unless a consumer acked it. Only features present
+in both RabbitMQ 3.10 and 4.x are used (quorum queues with dead-lettering, TTL and delivery
+limit; alternate exchanges). Bindings that settings no longer name are not removed: AMQP
 cannot list them; an operator unbinds them (documented in docs/architecture.md).
 """
 
@@ -23,13 +27,18 @@ from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel
 from pamqp.common import FieldTable
 
+from processor.retry import delay_queue_name
 from schemas.envelope import routing_key
 
 EVENTS = "zenoti.events"
 UNROUTED = "zenoti.unrouted"
 DEAD = "zenoti.dead"
 ENRICHED = "zenoti.enriched"
-_QUORUM: FieldTable = {"x-queue-type": "quorum"}
+# Quorum queues; dead-lettering at-least-once (RabbitMQ >= 3.10) needs reject-publish overflow.
+_SAFE_DEAD_LETTERING: FieldTable = {
+    "x-queue-type": "quorum", "x-dead-letter-strategy": "at-least-once",
+    "x-overflow": "reject-publish",
+}
 
 
 def queue_name(handler: str) -> str:
@@ -54,10 +63,13 @@ class Binding:
         return tuple(sorted({routing_key(t) for t in self.event_types}))
 
 
-async def declare(channel: AbstractChannel, bindings: Sequence[Binding]) -> None:
+async def declare(
+    channel: AbstractChannel, bindings: Sequence[Binding], *,
+    retry_tiers: Sequence[float] = (), delivery_limit: int = 10,
+) -> None:
     """Declare every exchange, queue and binding; safe to run any number of times."""
     unrouted = await channel.declare_exchange(UNROUTED, ExchangeType.FANOUT, durable=True)
-    parked = await channel.declare_queue(UNROUTED, durable=True, arguments=_QUORUM)
+    parked = await channel.declare_queue(UNROUTED, durable=True, arguments=_parking(UNROUTED, ""))
     await parked.bind(unrouted)
     events = await channel.declare_exchange(
         EVENTS, ExchangeType.TOPIC, durable=True, arguments={"alternate-exchange": UNROUTED}
@@ -65,25 +77,44 @@ async def declare(channel: AbstractChannel, bindings: Sequence[Binding]) -> None
     dead = await channel.declare_exchange(DEAD, ExchangeType.DIRECT, durable=True)
     await channel.declare_exchange(ENRICHED, ExchangeType.TOPIC, durable=True)
     for binding in bindings:
-        work = await channel.declare_queue(
-            queue_name(binding.handler), durable=True, arguments=_work_queue_arguments(binding)
+        work = queue_name(binding.handler)
+        queue = await channel.declare_queue(
+            work, durable=True, arguments=_work_queue(work, delivery_limit)
         )
         for key in binding.routing_keys:
-            await work.bind(events, routing_key=key)
+            await queue.bind(events, routing_key=key)
+        lot_name = dead_queue_name(binding.handler)
         lot = await channel.declare_queue(
-            dead_queue_name(binding.handler), durable=True, arguments=_QUORUM
+            lot_name, durable=True, arguments=_parking(DEAD, lot_name)
         )
-        await lot.bind(dead, routing_key=queue_name(binding.handler))
+        await lot.bind(dead, routing_key=work)
+        await lot.bind(dead, routing_key=lot_name)
+        for seconds in retry_tiers:
+            await channel.declare_queue(
+                delay_queue_name(binding.handler, seconds), durable=True,
+                arguments=_delay_queue(work, seconds),
+            )
 
 
-def _work_queue_arguments(binding: Binding) -> FieldTable:
-    # Broker-side dead-lettering (RabbitMQ 4's delivery limit, rejections) lands in the same
-    # parking lot as the worker's own dead letters, so nothing is ever dropped silently.
-    return {
-        **_QUORUM,
-        "x-dead-letter-exchange": DEAD,
-        "x-dead-letter-routing-key": queue_name(binding.handler),
-    }
+def _work_queue(name: str, delivery_limit: int) -> FieldTable:
+    # Broker-side dead-lettering (the delivery limit that bounds a poison message which crashes
+    # its worker, rejections) lands in the same parking lot as the worker's own dead letters,
+    # at-least-once, so nothing is ever dropped silently.
+    return {**_SAFE_DEAD_LETTERING, "x-dead-letter-exchange": DEAD,
+            "x-dead-letter-routing-key": name, "x-delivery-limit": delivery_limit}
+
+
+def _delay_queue(work: str, seconds: float) -> FieldTable:
+    # Expired messages go back to the work queue through the default exchange.
+    return {**_SAFE_DEAD_LETTERING, "x-message-ttl": int(seconds * 1000),
+            "x-dead-letter-exchange": "", "x-dead-letter-routing-key": work}
+
+
+def _parking(exchange: str, key: str) -> FieldTable:
+    # A parking lot dead-letters into itself: RabbitMQ 4's default delivery limit on quorum
+    # queues then sends a message that was delivered too often back to the tail, not away.
+    return {**_SAFE_DEAD_LETTERING, "x-dead-letter-exchange": exchange,
+            "x-dead-letter-routing-key": key}
 
 
 def bindings_for(

@@ -91,7 +91,10 @@ class Worker:
         self, connection: AbstractConnection, lost: asyncio.Event
     ) -> list[tuple[AbstractQueue, str]]:
         async with connection.channel() as setup:
-            await topology.declare(setup, self._bindings)
+            await topology.declare(
+                setup, self._bindings, retry_tiers=self._settings.retry_tiers,
+                delivery_limit=self._settings.delivery_limit,
+            )
         consumers = []
         for dispatcher in self._dispatchers:
             channel = await connection.channel()

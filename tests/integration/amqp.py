@@ -11,7 +11,11 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from processor import topology
+from processor.retry import delay_queue_name
+from processor.settings import Settings
 from processor.topology import Binding
+
+DEFAULT_TIERS = Settings.model_fields["retry_tiers"].get_default(call_default_factory=True)
 
 TEST_BINDINGS = [
     Binding("membership-freeze", ("Guest.Membership.Freeze",)),
@@ -30,8 +34,9 @@ async def channel(url: str) -> AsyncIterator[AbstractChannel]:
 async def reset(url: str, bindings: list[Binding]) -> None:
     """Delete what the topology declares, so a test starts from nothing."""
     async with channel(url) as ch:
+        delays = [delay_queue_name(b.handler, t) for b in bindings for t in DEFAULT_TIERS]
         for name in [topology.UNROUTED, *[topology.queue_name(b.handler) for b in bindings],
-                     *[topology.dead_queue_name(b.handler) for b in bindings]]:
+                     *[topology.dead_queue_name(b.handler) for b in bindings], *delays]:
             await ch.queue_delete(name)
         for name in (topology.EVENTS, topology.UNROUTED, topology.DEAD, topology.ENRICHED):
             await ch.exchange_delete(name)

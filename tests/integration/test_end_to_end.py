@@ -36,10 +36,10 @@ async def running(broker: Broker) -> Iterator[Stack]:
         yield s
 
 
-def one_of_each_kind() -> list[Delivery]:
+def one_of_each_kind(seed: int = 7) -> list[Delivery]:
     org = Organisation.generate(1)
     picked: dict[str, Delivery] = {}
-    for delivery in build_deliveries(org, 200, seed=7, unknown_ratio=0.0):
+    for delivery in build_deliveries(org, 200, seed=seed, unknown_ratio=0.0):
         picked.setdefault(delivery.event_type, delivery)
     assert set(picked) == set(OUTPUTS)
     return list(picked.values())

@@ -32,8 +32,8 @@ async def running(broker: Broker) -> Iterator[Stack]:
         yield s
 
 
-async def assert_flows(running: Stack) -> None:
-    deliveries = one_of_each_kind()
+async def assert_flows(running: Stack, seed: int) -> None:
+    deliveries = one_of_each_kind(seed)
     async with listener(running.amqp_url, topology.ENRICHED) as received:
         for delivery in deliveries:
             assert post_until_accepted(running, delivery.body) == 202
@@ -60,16 +60,16 @@ def wait_worker_ready(running: Stack) -> None:
 async def test_consumers_come_back_after_the_broker_drops_every_connection(
     running: Stack, broker: Broker
 ) -> None:
-    await assert_flows(running)
+    await assert_flows(running, seed=1)
     broker.close_connections()
     time.sleep(0.5)
     wait_worker_ready(running)
-    await assert_flows(running)
+    await assert_flows(running, seed=2)
 
 
 @pytest.mark.skipif(not shutil.which("rabbitmqctl"), reason="restarts the local broker")
 async def test_everything_recovers_after_a_broker_restart(running: Stack) -> None:
-    await assert_flows(running)
+    await assert_flows(running, seed=3)
     subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=120)
     try:
         ready = httpx.get(f"http://127.0.0.1:{running.ingress_port}/readyz", timeout=5)
@@ -78,4 +78,4 @@ async def test_everything_recovers_after_a_broker_restart(running: Stack) -> Non
         subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
     wait_ready(f"http://127.0.0.1:{running.ingress_port}/readyz", timeout=60)
     wait_worker_ready(running)
-    await assert_flows(running)
+    await assert_flows(running, seed=4)

@@ -1,0 +1,106 @@
+"""Remembering keys for a window, to drop duplicates: Redis when configured, else memory.
+
+Two users: the ingress remembers each accepted delivery's key (a Zenoti resend within the window
+is answered 200 and not published again), and the worker remembers ``<handler>:<key>`` once a
+handler succeeded (a broker redelivery after a crash is acked without running again).
+
+The Redis store is shared by every pod. The memory store is bounded (oldest keys dropped first)
+and per process: correct for one process only, which the processes say at start-up.
+A store that fails (Redis away) never blocks work: ``seen`` answers False (process it; the
+worst case is a duplicate, which downstream ids make harmless) and the failure is logged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Protocol
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from structlog.typing import FilteringBoundLogger
+
+
+class Deduplicator(Protocol):
+    """Keys seen within a window."""
+
+    async def seen(self, key: str) -> bool:
+        """True if ``key`` was remembered less than the window ago."""
+        ...
+
+    async def remember(self, key: str) -> None:
+        """Remember ``key`` for the window."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class MemoryDeduplicator:
+    """In-process, bounded to ``max_keys``; expired keys are dropped lazily."""
+
+    def __init__(self, window: float, max_keys: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._window = window
+        self._max = max_keys
+        self._clock = clock
+        self._keys: OrderedDict[str, float] = OrderedDict()
+
+    async def seen(self, key: str) -> bool:
+        expires = self._keys.get(key)
+        if expires is None:
+            return False
+        if expires <= self._clock():
+            del self._keys[key]
+            return False
+        return True
+
+    async def remember(self, key: str) -> None:
+        self._keys[key] = self._clock() + self._window
+        self._keys.move_to_end(key)
+        while len(self._keys) > self._max:
+            self._keys.popitem(last=False)
+
+    async def aclose(self) -> None:
+        self._keys.clear()
+
+
+class RedisDeduplicator:
+    """Shared through Redis: one key per entry, ``SET .. EX window``."""
+
+    def __init__(self, client: aioredis.Redis, namespace: str, window: float,
+                 log: FilteringBoundLogger) -> None:
+        self._redis = client
+        self._prefix = f"zenoti-events:{namespace}:"
+        self._window = max(1, int(window))
+        self._log = log
+
+    async def seen(self, key: str) -> bool:
+        try:
+            return bool(await self._redis.exists(self._prefix + key))
+        except RedisError as exc:
+            self._log.warning("dedupe.unavailable", operation="seen", error=repr(exc))
+            return False
+
+    async def remember(self, key: str) -> None:
+        try:
+            await self._redis.set(self._prefix + key, b"1", ex=self._window)
+        except RedisError as exc:
+            self._log.warning("dedupe.unavailable", operation="remember", error=repr(exc))
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
+def make_deduplicator(
+    redis_url: str | None, namespace: str, window: float, max_keys: int,
+    log: FilteringBoundLogger,
+) -> Deduplicator:
+    """Redis-backed when ``redis_url`` is given, else in memory (with a start-up warning)."""
+    if redis_url:
+        client = aioredis.Redis.from_url(redis_url, socket_timeout=1.0,
+                                         socket_connect_timeout=1.0)
+        return RedisDeduplicator(client, namespace, window, log)
+    log.warning("dedupe.in_process", namespace=namespace,
+                detail="no redis_url: duplicates are caught within this process only")
+    return MemoryDeduplicator(window, max_keys)
