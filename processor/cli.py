@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from processor import devstack, logs, plugins, services, tap
+from processor import devstack, dlq, logs, plugins, services, tap
 from processor.errors import ConfigError
 from processor.sandbox.cli import add_sandbox_parser, add_simulate_parser
 from processor.settings import Settings
@@ -87,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     add_sandbox_parser(sub)
     add_simulate_parser(sub)
     tap.add_parser(sub)
+    dlq.add_parser(sub)
     devstack.add_parser(sub)
     return parser
 

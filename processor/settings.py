@@ -73,6 +73,10 @@ class Settings(BaseSettings):
 
     api_calls_per_window: int = 60
     api_window_seconds: float = 60.0
+    # In-place retries of one API call (5xx, timeouts, a 429 asking for a short wait).
+    api_retries: int = Field(default=2, ge=0)
+    api_retry_backoff: float = 0.2
+    api_short_wait: float = 2.0
 
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"

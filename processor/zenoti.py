@@ -7,11 +7,19 @@ is the message's fate: 429 ``RateLimited`` (``Retry-After``); 5xx, timeouts, con
 refusal, a non-null ``error`` in a 2xx body, or a body the model rejects ``PermanentError``
 (Zenoti reports errors both ways, REFERENCE 4.5). Messages name the endpoint and ids, never
 the API key: text Zenoti sends back is scrubbed of it too.
+
+A failed call is retried in place, at most ``retries`` times, when that is cheap: after a 5xx,
+a timeout or a connection error (short jittered backoff), and after a 429 whose
+``Retry-After`` is at most ``short_wait`` seconds (the budget holds every call of the tenant
+until then). Longer waits raise, so the message waits in a delay queue instead of holding a
+prefetch slot (``processor.retry``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,9 +62,12 @@ class ZenotiClient:
 
     def __init__(
         self, http: httpx.AsyncClient, *, tenant: str, api_key: SecretStr, budget: Budget,
-        metrics: Metrics,
+        metrics: Metrics, retries: int = 0, backoff: float = 0.2, short_wait: float = 2.0,
     ) -> None:
         self._http = http
+        self._retries = retries
+        self._backoff = backoff
+        self._short_wait = short_wait
         self._tenant = tenant
         self._api_key = api_key
         self._budget = budget
@@ -93,6 +104,23 @@ class ZenotiClient:
         return (await self._fetch(call, api.PackageList)).packages or []
 
     async def _fetch(self, call: _Call, model: type[ModelT]) -> ModelT:
+        """``_attempt`` the call, retrying in place while that is cheap (see the module)."""
+        for attempt in range(self._retries + 1):
+            try:
+                return await self._attempt(call, model)
+            except (ZenotiUnavailable, RateLimited) as exc:
+                if attempt == self._retries or not self._cheap_to_retry(exc):
+                    raise
+                if not isinstance(exc, RateLimited):  # a 429 already paused the budget
+                    await asyncio.sleep(self._backoff * 2**attempt * random.uniform(0.5, 1.5))
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _cheap_to_retry(self, exc: ZenotiUnavailable | RateLimited) -> bool:
+        if isinstance(exc, RateLimited):
+            return exc.retry_after is not None and exc.retry_after <= self._short_wait
+        return True
+
+    async def _attempt(self, call: _Call, model: type[ModelT]) -> ModelT:
         """Spend a token, call, teach the budget, and return the body as ``model``."""
         waited = await self._budget.acquire()
         self._metrics.tokens_wait_seconds.labels(tenant=self._tenant).observe(waited)
@@ -209,6 +237,8 @@ class ZenotiClients:
         return ZenotiClient(
             self._http, tenant=name, api_key=tenant.api_key,
             budget=self._budget_factory(name), metrics=self._metrics,
+            retries=self._settings.api_retries, backoff=self._settings.api_retry_backoff,
+            short_wait=self._settings.api_short_wait,
         )
 
     def _token_bucket(self, _tenant: str) -> Budget:
