@@ -66,12 +66,12 @@ class MemoryDeduplicator:
 
 
 class RedisDeduplicator:
-    """Shared through Redis: one key per entry, ``SET .. EX window``."""
+    """Shared through Redis: one key per entry, ``<namespace>:<key>``, ``SET .. EX window``."""
 
     def __init__(self, client: aioredis.Redis, namespace: str, window: float,
                  log: FilteringBoundLogger) -> None:
         self._redis = client
-        self._prefix = f"zenoti-events:{namespace}:"
+        self._prefix = f"{namespace}:"
         self._window = max(1, int(window))
         self._log = log
 
@@ -96,7 +96,8 @@ def make_deduplicator(
     redis_url: str | None, namespace: str, window: float, max_keys: int,
     log: FilteringBoundLogger,
 ) -> Deduplicator:
-    """Redis-backed when ``redis_url`` is given, else in memory (with a start-up warning)."""
+    """Redis-backed when ``redis_url`` is given, else in memory (with a start-up warning).
+    ``namespace`` prefixes every Redis key, e.g. ``zenoti-events:done``."""
     if redis_url:
         client = aioredis.Redis.from_url(redis_url, socket_timeout=1.0,
                                          socket_connect_timeout=1.0)

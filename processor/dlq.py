@@ -155,7 +155,7 @@ def _describe(where: Filter) -> str:
 
 
 def _log(args: argparse.Namespace, event: str, queue: str, count: int) -> None:
-    # Replay and purge change what is parked: leave a trace of who asked for what.
+    # Replay and purge change what is parked: the log keeps a trace of each one.
     logs.get_logger().info(event, queue=queue, count=count, filter=_describe(_filter(args)))
 
 

@@ -1,14 +1,12 @@
 """Parking lots: browsing, replaying and purging dead letters without harming them.
 
 A lot is a quorum queue (``zenoti.h.<handler>.dead``, ``zenoti.unrouted``). AMQP cannot peek,
-and on a quorum queue a get followed by a requeue counts as a delivery (RabbitMQ 4 drops or
-dead-letters a message past its delivery limit): nothing here requeues to browse. Every
-operation is one *rotation*:
-
-1. read the number N of ready messages (passive declare);
-2. N times ``basic.get`` (manual ack), then *keep* the message (publish an identical copy to
-   the tail of the same queue through the default exchange, and ack the original only once
-   the copy is confirmed), *replay* it (the same, to its target) or *purge* it (ack it).
+and on a quorum queue a get followed by a requeue counts as a delivery (RabbitMQ 4 dead-letters
+or drops a message past its delivery limit), so nothing here requeues to look. Every operation
+is one *rotation*: read the number N of ready messages (passive declare), then N times
+``basic.get`` (manual ack) and *keep* the message (publish an identical copy to the tail of the
+same queue through the default exchange, and ack the original only once the copy is
+confirmed), *replay* it (the same, to its target) or *purge* it (ack it).
 
 Kept messages end in their original order; being new messages, their ``x-delivery-count``
 never grows. If a publish is not confirmed, the original is nacked back (requeue) and the pass
@@ -34,18 +32,18 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, HeadersType
 
 from processor.errors import BrokerUnavailable
+from processor.retry import ATTEMPT, FIRST_FAILURE
 from processor.settings import DEFAULT_TENANT
 from processor.topology import EVENTS, UNROUTED, dead_queue_name, queue_name
 from schemas.envelope import routing_key as routing_key_of
 
 ROUTING_KEY_HEADER = "x-zenoti-routing-key"
-# Why a message died belongs to its last death; a replayed message starts afresh.
+# A replay starts afresh: no death, a new retry clock (else it would give up at once as old).
 _DROPPED_ON_REPLAY = frozenset({"x-zenoti-reason", "x-zenoti-error", "x-zenoti-dead-at",
-                                "x-death", "x-delivery-count", ROUTING_KEY_HEADER})
+                                FIRST_FAILURE, "x-death", "x-delivery-count", ROUTING_KEY_HEADER})
 # Every property but user_id, which the broker checks against the connection's user.
-_COPIED_PROPERTIES = ("content_type", "content_encoding", "delivery_mode", "priority",
-                      "correlation_id", "reply_to", "expiration", "message_id", "timestamp",
-                      "type", "app_id")
+_PROPERTIES = ("content_type", "content_encoding", "delivery_mode", "priority", "type",
+               "correlation_id", "reply_to", "expiration", "message_id", "timestamp", "app_id")
 Progress = Callable[[int, int], None]
 # Called with each message of a pass; True means it was taken (replayed or purged).
 _Take = Callable[[AbstractIncomingMessage, "ParkedMessage"], Awaitable[bool]]
@@ -70,16 +68,16 @@ class ParkedMessage:
     body: bytes = field(repr=False)
 
     @classmethod
-    def of(cls, message: AbstractIncomingMessage, *, routing_key: str, default_reason: str,
+    def of(cls, message: AbstractIncomingMessage, *, lot: str, routing_key: str,
            now: datetime) -> ParkedMessage:
-        """Decode ``message``; ``default_reason`` when neither we nor the broker named one."""
+        """Decode ``message``, parked in the queue ``lot``."""
         headers: dict[str, Any] = dict(message.headers)
-        deaths = headers.get("x-death")
-        death = dict(deaths[0]) if isinstance(deaths, list) and deaths else {}
+        death = _death(headers, lot)
+        default_reason = "unrouted" if lot == UNROUTED else "unknown"
         dead_at = _when(_text(headers, "x-zenoti-dead-at")) or _when(death.get("time"))
         received_at = _when(_text(headers, "received_at"))
         since = dead_at or received_at
-        attempt = headers.get("x-zenoti-attempt")
+        attempt = headers.get(ATTEMPT)
         return cls(
             message_id=message.message_id or "", event_type=_event_type(headers, message.body),
             reason=_text(headers, "x-zenoti-reason") or _text(death, "reason") or default_reason,
@@ -95,8 +93,8 @@ class ParkedMessage:
 @dataclass(frozen=True, slots=True)
 class Filter:
     """Which messages an operation applies to; ``None`` matches anything. ``event_type`` is
-    compared case-insensitively; ``since`` (inclusive) and ``until`` (exclusive) apply to the
-    dead-letter time, else the receipt time (with neither, a message is outside any window)."""
+    compared case-insensitively; ``since`` (inclusive) and ``until`` (exclusive), both aware,
+    apply to the dead-letter time, else the receipt time (with neither: outside any window)."""
 
     event_type: str | None = None
     reason: str | None = None
@@ -125,7 +123,6 @@ class ParkingLot:
         self.queue = dead_queue_name(handler) if handler else UNROUTED
         self.exchange = "" if handler else EVENTS
         self.key: str | None = queue_name(handler) if handler else None
-        self._default_reason = "unknown" if handler else "unrouted"
         self._channel = channel
         self._timeout = confirm_timeout
 
@@ -151,8 +148,7 @@ class ParkingLot:
         if dry_run:
             count = len(await self.browse(filter, progress=progress))
             return count if limit is None else min(count, limit)
-        replayed = 0
-        next_at = time.monotonic()
+        replayed, next_at = 0, time.monotonic()
 
         async def send(message: AbstractIncomingMessage, parked: ParkedMessage) -> bool:
             nonlocal replayed, next_at
@@ -169,7 +165,6 @@ class ParkingLot:
 
     async def purge(self, filter: Filter, *, progress: Progress | None = None) -> int:
         """Delete the matching messages for good; return how many."""
-
         async def drop(_: AbstractIncomingMessage, parked: ParkedMessage) -> bool:
             return filter.matches(parked)
 
@@ -184,8 +179,7 @@ class ParkingLot:
             if message is None:
                 break  # someone else took messages meanwhile: nothing left to see
             key = _text(message.headers, ROUTING_KEY_HEADER) or message.routing_key or ""
-            parked = ParkedMessage.of(message, routing_key=key, now=now,
-                                      default_reason=self._default_reason)
+            parked = ParkedMessage.of(message, lot=self.queue, routing_key=key, now=now)
             try:
                 if await take(message, parked):
                     taken += 1
@@ -212,7 +206,7 @@ class ParkingLot:
 
 
 def _copy(message: AbstractIncomingMessage, headers: HeadersType) -> aio_pika.Message:
-    properties = {name: getattr(message, name) for name in _COPIED_PROPERTIES}
+    properties = {name: getattr(message, name) for name in _PROPERTIES}
     return aio_pika.Message(message.body, headers=headers, **properties)
 
 
@@ -220,7 +214,7 @@ def _replay_headers(headers: HeadersType) -> HeadersType:
     kept = {key: value for key, value in headers.items() if key not in _DROPPED_ON_REPLAY
             and not key.startswith(("x-first-death-", "x-last-death-"))}
     previous = headers.get("x-zenoti-replay-count")
-    return {**kept, "x-zenoti-attempt": 1, "x-zenoti-replayed-at": datetime.now(UTC).isoformat(),
+    return {**kept, ATTEMPT: 1, "x-zenoti-replayed-at": datetime.now(UTC).isoformat(),
             "x-zenoti-replay-count": (previous if isinstance(previous, int) else 0) + 1}
 
 
@@ -228,6 +222,12 @@ def _original_key(parked: ParkedMessage) -> str:
     # A message put into the lot by hand has no key of its own: its event type gives one.
     key = parked.routing_key
     return key if key not in ("", UNROUTED) else routing_key_of(parked.event_type)
+
+
+def _death(headers: dict[str, Any], lot: str) -> dict[str, Any]:
+    # A lot dead-letters into itself: the death that parked a message happened elsewhere.
+    deaths = [dict(d) for d in headers.get("x-death") or () if isinstance(d, dict)]
+    return next((d for d in deaths if d.get("queue") != lot), deaths[0] if deaths else {})
 
 
 def _event_type(headers: HeadersType, body: bytes) -> str:

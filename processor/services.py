@@ -118,7 +118,8 @@ def _dispatcher(
 
 def _deduplicator(settings: Settings, namespace: str, log: FilteringBoundLogger) -> Deduplicator:
     url = settings.redis_url.get_secret_value() if settings.redis_url else None
-    return make_deduplicator(url, namespace, settings.dedupe_window_seconds,
+    return make_deduplicator(url, f"{settings.redis_prefix}:{namespace}",
+                             settings.dedupe_window_seconds,
                              settings.dedupe_memory_keys, log)
 
 

@@ -68,6 +68,7 @@ class Settings(BaseSettings):
 
     # De-duplication: Redis (shared by every pod) when set, else bounded in-process memory.
     redis_url: SecretStr | None = None
+    redis_prefix: str = "zenoti-events"  # keys are <prefix>:<use>:<key>
     dedupe_window_seconds: float = 86_400.0
     dedupe_memory_keys: int = 100_000
 

@@ -74,6 +74,7 @@ class SimulatorReport:
     by_status: dict[str, int] = field(default_factory=dict)
     resends: int = 0
     seconds: float = 0.0
+    accepted_ids: list[str] = field(default_factory=list)  # event ids answered 2xx
 
     @property
     def failed(self) -> int:
@@ -150,6 +151,7 @@ class _Sender:
                     holding = True
                 if await self._attempt(delivery):
                     self.report.accepted_2xx += 1
+                    self.report.accepted_ids.append(delivery.event_id)
                     return
         finally:
             if holding:

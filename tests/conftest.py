@@ -10,12 +10,14 @@ With none of them: the tests skip locally, and fail when ``CI`` is set.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -82,3 +84,14 @@ def _container():  # type: ignore[no-untyped-def]
     from testcontainers.rabbitmq import RabbitMqContainer
 
     return RabbitMqContainer("rabbitmq:3.13")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the fault tests' figures at the end of the run, pass or fail."""
+    from tests.faults.harness import RESULTS
+
+    if not RESULTS:
+        return
+    terminalreporter.section("fault test figures")
+    for figures in RESULTS:
+        terminalreporter.write_line(json.dumps(figures.summary()))

@@ -390,7 +390,11 @@ def wait_for_quiet(options: argparse.Namespace) -> None:
 def measure(
     variant: Variant, round_no: int, options: argparse.Namespace, schedule: Schedule
 ) -> list[RunResult]:
-    """Run once; rerun (bounded) while the machine was busy with others. Best attempt first."""
+    """Run once when the machine is quiet; rerun (bounded) if others got busy meanwhile.
+
+    Returns every attempt, the least disturbed first.
+    """
+    wait_for_quiet(options)
     attempts = [run_once(variant, round_no, options)]
     schedule.runs_done += 1
     print_progress(attempts[-1])
@@ -433,7 +437,7 @@ def print_progress(r: RunResult, retry: bool = False) -> None:
     )
 
 
-def summarise(variant: Variant, runs: list[RunResult]) -> dict[str, Any]:
+def summarise(variant: Variant, runs: list[RunResult], noise: float) -> dict[str, Any]:
     rps = [r.requests_per_s for r in runs]
     median_rps = statistics.median(rps)
     spread = (max(rps) - min(rps)) / median_rps if median_rps else 0.0
@@ -452,13 +456,14 @@ def summarise(variant: Variant, runs: list[RunResult]) -> dict[str, Any]:
         "server_cpu_ms_per_req_median": statistics.median(r.server_cpu_ms_per_req for r in runs),
         "broker_cpu_ms_per_req_median": statistics.median(brokers) if brokers else None,
         "errors": sum(r.errors for r in runs),
+        "disturbed_runs": sum(r.other_cores is not None and r.other_cores > noise for r in runs),
     }
 
 
 def print_table(summaries: list[dict[str, Any]]) -> None:
     header = (
         f"{'variant':<29} {'req/s':>7} {'spread':>7} {'p50 ms':>7} {'p99 ms':>7}"
-        f" {'cpu ms/req':>10} {'broker ms/req':>13} {'errors':>6}"
+        f" {'cpu ms/req':>10} {'broker ms/req':>13} {'errors':>6} {'disturbed':>9}"
     )
     print("\n" + header + "\n" + "-" * len(header))
     for s in summaries:
@@ -468,7 +473,8 @@ def print_table(summaries: list[dict[str, Any]]) -> None:
             f"{s['variant']:<29} {s['requests_per_s_median']:7.0f}"
             f" {s['requests_per_s_spread']:6.1%} {s['p50_ms_median']:7.2f}"
             f" {s['p99_ms_median']:7.2f} {s['server_cpu_ms_per_req_median']:10.3f}"
-            f" {broker if broker is not None else float('nan'):13.3f} {s['errors']:6d}{flag}"
+            f" {broker if broker is not None else float('nan'):13.3f} {s['errors']:6d}"
+            f" {s['disturbed_runs']:9d}{flag}"
         )
     print(f"(medians; spread = (max - min) / median of req/s; * = spread > {NOISY_SPREAD:.0%})")
 
@@ -544,7 +550,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         results, discarded = run_all(variants, options)
     asyncio.run(_delete_topology())
     by_variant = {v: [r for r in results if r.variant == v.name] for v in variants}
-    summaries = [summarise(v, runs) for v, runs in by_variant.items() if runs]
+    summaries = [summarise(v, runs, options.noise) for v, runs in by_variant.items() if runs]
     print_table(summaries)
     write_results(options, (results, discarded), summaries)
 

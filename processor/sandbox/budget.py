@@ -25,14 +25,14 @@ class Grant:
     """The bucket's answer to one call.
 
     ``remaining`` is the whole tokens left; ``reset_seconds`` the whole seconds until one
-    more token is in (0 when full); ``retry_after`` the whole seconds a refused caller should
+    more token is in (0 when full); ``retry_after`` the seconds a refused caller should
     wait (0 when allowed, at least 1 otherwise).
     """
 
     allowed: bool
     remaining: int
     reset_seconds: int
-    retry_after: int
+    retry_after: float
 
 
 class TokenBucket:
@@ -112,5 +112,5 @@ class Budget:
             "RateLimit-Reset": str(grant.reset_seconds),
         }
         if not grant.allowed:
-            headers["Retry-After"] = str(grant.retry_after)
+            headers["Retry-After"] = f"{grant.retry_after:g}"
         return headers

@@ -34,6 +34,7 @@ def add_sandbox_parser(sub: Any) -> None:
     parser.add_argument("--throttle-rate", type=float, default=d.throttle_rate)
     parser.add_argument("--timeout-rate", type=float, default=d.timeout_rate)
     parser.add_argument("--hang-seconds", type=float, default=d.hang_seconds)
+    parser.add_argument("--throttle-retry-after", type=float, default=d.throttle_retry_after)
     parser.add_argument("--api-key", action="append", default=[], dest="api_keys",
                         help="accepted key (repeatable; none: any non-empty key)")
     parser.set_defaults(command=_sandbox)

@@ -28,6 +28,9 @@ class SandboxConfig:
     throttle_rate: float = 0.0  # extra fraction answered 429 although the bucket had a token
     timeout_rate: float = 0.0  # fraction answered only after hang_seconds
     hang_seconds: float = 30.0
+    # Retry-After of an injected throttle; 0: whole seconds until a token refills, as Zenoti
+    # sends. A fraction compresses time for tests and benchmarks.
+    throttle_retry_after: float = 0.0
     api_keys: list[str] = field(default_factory=list)
 
     def check(self) -> None:

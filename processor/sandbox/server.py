@@ -107,7 +107,8 @@ class Sandbox:
         if fault is not None:
             self.stats.faults[fault.value] += 1
         if fault is Fault.THROTTLE:
-            refused = replace(grant, allowed=False, retry_after=max(1, grant.reset_seconds))
+            retry_after = self.config.throttle_retry_after or max(1, grant.reset_seconds)
+            refused = replace(grant, allowed=False, retry_after=retry_after)
             return self._throttled(refused)
         if fault is Fault.ERROR:
             status = self.faults.error_status()

@@ -69,8 +69,9 @@ class Stack:
     def ingress(self) -> subprocess.Popen[bytes]:
         return self.start("ingress", ready=f"http://127.0.0.1:{self.ingress_port}/readyz")
 
-    def worker(self, *extra: str) -> subprocess.Popen[bytes]:
-        return self.start("worker", *extra, ready=f"http://127.0.0.1:{self.worker_port}/readyz")
+    def worker(self, *extra: str, wait: bool = True) -> subprocess.Popen[bytes]:
+        ready = f"http://127.0.0.1:{self.worker_port}/readyz" if wait else None
+        return self.start("worker", *extra, ready=ready)
 
     def stop(self) -> list[int | None]:
         for child in self.children:

@@ -102,6 +102,7 @@ async def test_browsing_returns_every_message_and_leaves_the_queue_as_it_was(url
     left = await drain(url, LOT, 3)
     assert [m.message_id for m in left] == ["e0", "e1", "e2"]
     assert all(m.headers.get("x-delivery-count", 0) == 0 for m in left)
+    assert all(m.content_type == "application/json" and m.delivery_mode == 2 for m in left)
     assert all(m.body == json.dumps({"id": m.message_id, "event_type":
                                      "Guest.Membership.Freeze", "data": {}}).encode()
                for m in left)
@@ -123,7 +124,8 @@ async def test_filters_select_by_event_type_reason_and_time(url: str) -> None:
 
 
 async def test_replay_moves_only_matching_messages_with_provenance(url: str) -> None:
-    await park(url, "a", extra={"x-zenoti-history": [{"attempt": 1, "reason": "timeout"}]})
+    await park(url, "a", extra={"x-zenoti-history": [{"attempt": 1, "reason": "timeout"}],
+                                "x-zenoti-first-failure-at": NOW.isoformat()})
     await park(url, "b", reason="permanent")
     await park(url, "c")
     async with parking_lot(url, HANDLER) as lot:
@@ -135,7 +137,8 @@ async def test_replay_moves_only_matching_messages_with_provenance(url: str) -> 
     assert headers["x-zenoti-replay-count"] == 1 and headers["x-zenoti-attempt"] == 1
     assert datetime.fromisoformat(str(headers["x-zenoti-replayed-at"])) >= NOW
     assert headers["x-zenoti-history"] == [{"attempt": 1, "reason": "timeout"}]
-    for gone in ("x-zenoti-reason", "x-zenoti-error", "x-zenoti-dead-at", "x-death"):
+    for gone in ("x-zenoti-reason", "x-zenoti-error", "x-zenoti-dead-at", "x-death",
+                 "x-zenoti-first-failure-at"):
         assert gone not in headers
     assert headers["tenant"] == "default" and headers["delivery_id"] == "d-a"
 
@@ -205,6 +208,21 @@ async def test_a_message_the_broker_dead_lettered_shows_its_reason(url: str) -> 
         [dead] = await lot.browse()
     assert (dead.message_id, dead.reason, dead.event_type) == ("p1", "rejected", "")
     assert dead.dead_at is not None and dead.error == f"rejected by the broker in {WORK}"
+
+
+async def test_a_lot_dead_lettering_into_itself_keeps_the_first_reason(url: str) -> None:
+    async with channel(url) as ch:
+        exchange = await ch.get_exchange(topology.EVENTS)
+        await exchange.publish(aio_pika.Message(b"poison", message_id="p1"),
+                               routing_key="guest.membership.freeze")
+        await (await (await ch.get_queue(WORK)).get(timeout=5)).reject(requeue=False)
+        await asyncio.sleep(0.2)
+        await (await (await ch.get_queue(LOT)).get(timeout=5)).reject(requeue=False)
+    await asyncio.sleep(0.2)
+    async with parking_lot(url, HANDLER) as lot:
+        [dead] = await lot.browse()
+    assert dead.reason == "rejected" and dead.error == f"rejected by the broker in {WORK}"
+    assert [d["queue"] for d in dead.headers["x-death"]] == [LOT, WORK]
 
 
 async def test_a_copy_that_cannot_be_delivered_stops_the_pass_and_loses_nothing(
