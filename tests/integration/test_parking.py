@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import aio_pika
 import pytest
+import structlog
 
 from processor import topology
 from processor.cli import main
@@ -237,6 +238,15 @@ async def test_a_copy_that_cannot_be_delivered_stops_the_pass_and_loses_nothing(
     assert await depth(url, LOT) == 1
 
 
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    """``main`` configures structlog onto this test's captured stderr: undo it afterwards."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+@pytest.mark.usefixtures("logging_restored")
 def test_the_dlq_command_lists_shows_replays_and_purges(
     broker: Broker, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
