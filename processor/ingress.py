@@ -102,7 +102,9 @@ class Ingress:
     async def _read(self, request: web.Request) -> bytes:
         limit = self._settings.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
-            raise PayloadTooLarge(f"body of {request.content_length} bytes is over {limit}")
+            raise PayloadTooLarge(
+                f"body of {request.content_length} bytes is over the limit of {limit} bytes"
+            )
         body = bytearray()
         async for chunk in request.content.iter_chunked(64 * 1024):
             body += chunk
