@@ -17,6 +17,7 @@ from aio_pika.abc import AbstractIncomingMessage, HeadersType
 from pydantic import BaseModel
 from structlog.typing import FilteringBoundLogger
 
+from processor.clients import ZenotiClients
 from processor.codec import decode_event
 from processor.dedupe import Deduplicator
 from processor.errors import BrokerUnavailable, PermanentError
@@ -26,7 +27,6 @@ from processor.metrics import Metrics
 from processor.publisher import ConfirmedPublisher, headers_of
 from processor.retry import ATTEMPT, Delay, RetryPolicy
 from processor.topology import DEAD, ENRICHED, queue_name
-from processor.zenoti import ZenotiClients
 
 
 class Dispatcher:
@@ -102,8 +102,10 @@ class Dispatcher:
                 confirm_timeout=self._timeout,
             )
 
-        return Context(zenoti=self._clients.for_tenant(event.tenant), log=self._log,
-                       publish=publish)
+        # Lists of memberships and packages must be newer than the event (processor.cache).
+        fresh_after = event.received_at.timestamp() if event.received_at else time.time()
+        zenoti = self._clients.for_tenant(event.tenant).bound(fresh_after)
+        return Context(zenoti=zenoti, log=self._log, publish=publish)
 
     async def _settle(self, message: AbstractIncomingMessage, fate: Fate) -> None:
         try:

@@ -17,6 +17,7 @@ The tree::
         │   └── ResourceNotFound    Zenoti says the resource does not exist
         └── TransientError          retry: the same message may succeed later
             ├── RateLimited         Zenoti answered 429 (carries ``retry_after`` seconds)
+            │   └── BudgetExhausted our shared budget has no token soon enough: wait in the broker
             └── ZenotiUnavailable   5xx, timeouts, connection errors from the Zenoti API
 
 Fate: ``processor.fate.decide`` maps a raised exception to ack, retry or dead letter. Any
@@ -113,6 +114,13 @@ class RateLimited(TransientError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class BudgetExhausted(RateLimited):
+    """The tenant's API budget has no token within the short wait; ``retry_after`` is when
+    one is expected. Raised before any call is made."""
+
+    reason = "budget_exhausted"
 
 
 class ZenotiUnavailable(TransientError):

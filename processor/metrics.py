@@ -52,6 +52,25 @@ class Metrics:
             "zenoti_events_api_seconds", "Zenoti API call latency.", ["endpoint"],
             buckets=_SLOW, registry=r,
         )
+        self.api_cache = Counter(
+            "zenoti_events_api_cache", "API cache look-ups, by resource kind and result.",
+            ["kind", "result"], registry=r,
+        )
+        self.api_coalesced = Counter(
+            "zenoti_events_api_coalesced",
+            "API requests that joined an identical call already in flight.", ["endpoint"],
+            registry=r,
+        )
+        self.budget_deferred = Counter(
+            "zenoti_events_api_budget_deferred",
+            "Messages sent to wait in the broker: no API token within the short wait.",
+            ["tenant"], registry=r,
+        )
+        self.budget_paused = Counter(
+            "zenoti_events_api_budget_paused",
+            "Times Zenoti said the budget is gone (429, or none remaining).", ["tenant"],
+            registry=r,
+        )
         self.tokens_wait_seconds = Histogram(
             "zenoti_events_api_tokens_wait_seconds",
             "Time spent waiting for an API budget token before a call.", ["tenant"],

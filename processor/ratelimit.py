@@ -15,6 +15,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from processor.errors import BudgetExhausted
+
 __all__ = ["Budget", "TokenBucket"]
 
 Clock = Callable[[], float]
@@ -28,8 +30,9 @@ _EPSILON = 1e-9
 class Budget(Protocol):
     """Permission to call the Zenoti API, corrected by what Zenoti reports."""
 
-    async def acquire(self) -> float:
-        """Wait until one call is allowed, take it, and return the seconds waited."""
+    async def acquire(self, max_wait: float = math.inf) -> float:
+        """Wait until one call is allowed, take it, and return the seconds waited; raise
+        ``BudgetExhausted`` (taking nothing) when the wait would exceed ``max_wait``."""
         ...
 
     def observe(self, remaining: int | None, reset_seconds: float | None) -> None:
@@ -71,6 +74,7 @@ class TokenBucket:
         self._updated = clock()
         self._blocked_until = -math.inf
         self._lock = asyncio.Lock()
+        self._queued = 0
 
     @property
     def tokens(self) -> float:
@@ -78,13 +82,30 @@ class TokenBucket:
         self._refill(self._clock())
         return self._tokens
 
-    async def acquire(self) -> float:
-        """Wait for a token and take it; return the seconds waited, queueing included."""
+    async def acquire(self, max_wait: float = math.inf) -> float:
+        """Wait for a token and take it; return the seconds waited, queueing included.
+
+        The expected wait (the next token, plus one token's time per caller queued ahead) is
+        checked against ``max_wait`` before queueing: ``BudgetExhausted`` if over."""
         started = self._clock()
-        async with self._lock:
-            while (wait := self._try_take()) > 0:
-                await self._sleep(wait)
+        expected = self._expected_wait()
+        if expected > max_wait:
+            raise BudgetExhausted(f"no API token within {max_wait:g} s", retry_after=expected)
+        self._queued += 1
+        try:
+            async with self._lock:
+                while (wait := self._try_take()) > 0:
+                    await self._sleep(wait)
+        finally:
+            self._queued -= 1
         return self._clock() - started
+
+    def _expected_wait(self) -> float:
+        now = self._clock()
+        self._refill(now)
+        blocked = max(self._blocked_until - now, 0.0)
+        short = max(1.0 - self._tokens, 0.0) / self._per_second
+        return max(blocked, short) + self._queued / self._per_second
 
     def observe(self, remaining: int | None, reset_seconds: float | None) -> None:
         """Believe Zenoti when it counts fewer tokens than we do: other processes of the same

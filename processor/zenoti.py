@@ -8,6 +8,10 @@ refusal, a non-null ``error`` in a 2xx body, or a body the model rejects ``Perma
 (Zenoti reports errors both ways, REFERENCE 4.5). Messages name the endpoint and ids, never
 the API key: text Zenoti sends back is scrubbed of it too.
 
+Answers are cached per kind of resource and concurrent identical requests share one call
+(``processor.cache``, ``processor.coalesce``); ``bound(received_at)`` gives the view of one
+event, whose membership and package lists must be fetched after it was received.
+
 A failed call is retried in place, at most ``retries`` times, when that is cheap: after a 5xx,
 a timeout or a connection error (short jittered backoff), and after a 429 whose
 ``Retry-After`` is at most ``short_wait`` seconds (the budget holds every call of the tenant
@@ -18,10 +22,10 @@ prefetch slot (``processor.retry``).
 from __future__ import annotations
 
 import asyncio
+import copy
 import math
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -29,14 +33,21 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from processor.cache import KINDS, ApiCache, Body, Kind, MemoryCache
+from processor.coalesce import Coalescer
 from processor.codec import describe
-from processor.errors import PermanentError, RateLimited, ResourceNotFound, ZenotiUnavailable
+from processor.errors import (
+    BudgetExhausted,
+    PermanentError,
+    RateLimited,
+    ResourceNotFound,
+    ZenotiUnavailable,
+)
 from processor.metrics import Metrics
-from processor.ratelimit import Budget, TokenBucket
-from processor.settings import Settings
+from processor.ratelimit import Budget
 from schemas import zenoti as api
 
-__all__ = ["ZenotiClient", "ZenotiClients"]
+__all__ = ["ZenotiClient"]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -51,10 +62,15 @@ _PACKAGE_PAGE_SIZE = 100
 
 @dataclass(frozen=True, slots=True)
 class _Call:
-    endpoint: str  # the fixed metric label
+    endpoint: str  # the fixed metric label, and the cache kind
     subject: str  # what was asked for, ids included, for messages
     path: str
     params: dict[str, str] | None = None
+
+    @property
+    def key(self) -> str:
+        query = "&".join(f"{k}={v}" for k, v in sorted((self.params or {}).items()))
+        return f"{self.path}?{query}"
 
 
 class ZenotiClient:
@@ -63,8 +79,12 @@ class ZenotiClient:
     def __init__(
         self, http: httpx.AsyncClient, *, tenant: str, api_key: SecretStr, budget: Budget,
         metrics: Metrics, retries: int = 0, backoff: float = 0.2, short_wait: float = 2.0,
+        cache: ApiCache | None = None,
     ) -> None:
         self._http = http
+        self._cache: ApiCache = cache or MemoryCache()
+        self._flights: Coalescer[Body] = Coalescer(self._joined)
+        self._fresh_after: float | None = None
         self._retries = retries
         self._backoff = backoff
         self._short_wait = short_wait
@@ -77,23 +97,31 @@ class ZenotiClient:
     def tenant(self) -> str:
         return self._tenant
 
+    def bound(self, fresh_after: float | None) -> ZenotiClient:
+        """This client for one event: lists served only if fetched after ``fresh_after``
+        (the event's receipt, seconds since the epoch). Shares everything else."""
+        view = copy.copy(self)
+        view._fresh_after = fresh_after
+        return view
+
     async def get_invoice(self, invoice_id: str) -> api.Invoice:
         """``GET /v1/invoices/{id}``: the invoice, whose ``guest`` leads to the guest."""
         path = f"/v1/invoices/{_segment(invoice_id)}"
         call = _Call("invoice", f"invoice {invoice_id!r}", path)
-        return (await self._fetch(call, api.InvoiceResponse)).invoice
+        return (await self._get(call, invoice_id, api.InvoiceResponse)).invoice
 
     async def get_guest(self, guest_id: str) -> api.Guest:
         """``GET /v1/guests/{id}``: the guest (unwrapped at the top level of the body)."""
         call = _Call("guest", f"guest {guest_id!r}", f"/v1/guests/{_segment(guest_id)}")
-        return await self._fetch(call, api.Guest)
+        return await self._get(call, guest_id, api.Guest)
 
     async def list_memberships(self, guest_id: str, center_id: str) -> list[api.GuestMembership]:
         """``GET /v1/guests/{id}/memberships``; ``center_id`` is mandatory with an API key."""
         subject = f"memberships of guest {guest_id!r} at center {center_id!r}"
         path = f"/v1/guests/{_segment(guest_id)}/memberships"
         call = _Call("memberships", subject, path, {"center_id": center_id})
-        return (await self._fetch(call, api.MembershipList)).guest_memberships or []
+        listed = await self._get(call, f"{guest_id}:{center_id}", api.MembershipList)
+        return listed.guest_memberships or []
 
     async def list_packages(self, guest_id: str, center_id: str) -> list[api.GuestPackage]:
         """``GET /v1/guests/{id}/packages``: the series packages of the first (largest) page."""
@@ -101,13 +129,37 @@ class ZenotiClient:
         path = f"/v1/guests/{_segment(guest_id)}/packages"
         params = {"center_id": center_id, "page_num": "1", "page_size": str(_PACKAGE_PAGE_SIZE)}
         call = _Call("packages", subject, path, params)
-        return (await self._fetch(call, api.PackageList)).packages or []
+        return (await self._get(call, f"{guest_id}:{center_id}", api.PackageList)).packages or []
 
-    async def _fetch(self, call: _Call, model: type[ModelT]) -> ModelT:
+    async def _get(self, call: _Call, key: str, model: type[ModelT]) -> ModelT:
+        """The answer to ``call`` as ``model``: from the cache when it may serve, else from
+        the call (shared with identical ones in flight), then cached."""
+        kind = KINDS[call.endpoint]
+        return self._parse(call, model, await self._body(kind, f"{self._tenant}:{key}", call))
+
+    async def _body(self, kind: Kind, key: str, call: _Call) -> Body:
+        not_before = self._fresh_after if kind.event_fresh else None
+        entry = await self._cache.get(kind, key)
+        if entry is not None and (not_before is None or entry.fetched_at >= not_before):
+            self._metrics.api_cache.labels(kind=kind.name, result="hit").inc()
+            return entry.body
+        self._metrics.api_cache.labels(kind=kind.name, result="miss").inc()
+        body = await self._flights.run(
+            f"{self._tenant}:{call.key}", not_before, lambda: self._fetch(call), call.endpoint
+        )
+        await self._cache.put(kind, key, body)
+        return body
+
+    def _joined(self, endpoint: str) -> None:
+        self._metrics.api_coalesced.labels(endpoint=endpoint).inc()
+
+    async def _fetch(self, call: _Call) -> Body:
         """``_attempt`` the call, retrying in place while that is cheap (see the module)."""
         for attempt in range(self._retries + 1):
             try:
-                return await self._attempt(call, model)
+                return await self._attempt(call)
+            except BudgetExhausted:
+                raise  # nothing was called: waiting is the broker's job
             except (ZenotiUnavailable, RateLimited) as exc:
                 if attempt == self._retries or not self._cheap_to_retry(exc):
                     raise
@@ -120,16 +172,21 @@ class ZenotiClient:
             return exc.retry_after is not None and exc.retry_after <= self._short_wait
         return True
 
-    async def _attempt(self, call: _Call, model: type[ModelT]) -> ModelT:
-        """Spend a token, call, teach the budget, and return the body as ``model``."""
-        waited = await self._budget.acquire()
+    async def _attempt(self, call: _Call) -> Body:
+        """Spend a token (or raise ``BudgetExhausted``), call, teach the budget, and return
+        the checked JSON body."""
+        try:
+            waited = await self._budget.acquire(max_wait=self._short_wait)
+        except BudgetExhausted:
+            self._metrics.budget_deferred.labels(tenant=self._tenant).inc()
+            raise
         self._metrics.tokens_wait_seconds.labels(tenant=self._tenant).observe(waited)
         response = await self._send(call)
-        headers = response.headers
-        self._budget.observe(
-            _count(headers.get("RateLimit-Remaining")), _number(headers.get("RateLimit-Reset"))
-        )
-        return self._parse(call, model, self._payload(call, response))
+        remaining = _count(response.headers.get("RateLimit-Remaining"))
+        if remaining is not None and remaining <= 0:
+            self._metrics.budget_paused.labels(tenant=self._tenant).inc()
+        self._budget.observe(remaining, _number(response.headers.get("RateLimit-Reset")))
+        return self._payload(call, response)
 
     async def _send(self, call: _Call) -> httpx.Response:
         auth = {"Authorization": f"apikey {self._api_key.get_secret_value()}"}
@@ -171,6 +228,7 @@ class ZenotiClient:
         answer = f"{status}, {error or 'no error body'}"
         if status == 429:
             retry_after = _number(headers.get("Retry-After"))
+            self._metrics.budget_paused.labels(tenant=self._tenant).inc()
             if retry_after is not None:
                 self._budget.pause(retry_after)
             limited = f"Zenoti rate-limited the call for {call.subject} (retry after {retry_after})"
@@ -195,54 +253,6 @@ class ZenotiClient:
         """``message`` without the API key, should Zenoti ever echo it back."""
         key = self._api_key.get_secret_value()
         return message.replace(key, "[api key]") if key else message
-
-
-class ZenotiClients:
-    """Every tenant's ``ZenotiClient``, made on first use and kept, sharing one pool.
-
-    ``http`` may be injected (a ``MockTransport`` in tests): its caller owns it, so ``aclose``
-    leaves it open. ``budget_factory(tenant)`` makes each tenant's budget; by default an
-    in-process ``TokenBucket`` of ``api_calls_per_window`` per ``api_window_seconds``."""
-
-    def __init__(
-        self, settings: Settings, metrics: Metrics, *, http: httpx.AsyncClient | None = None,
-        budget_factory: Callable[[str], Budget] | None = None,
-    ) -> None:
-        self._settings = settings
-        self._metrics = metrics
-        self._owns_http = http is None
-        self._http = http if http is not None else httpx.AsyncClient(
-            base_url=settings.zenoti_api_url, timeout=settings.zenoti_api_timeout
-        )
-        self._budget_factory = budget_factory or self._token_bucket
-        self._clients: dict[str, ZenotiClient] = {}
-
-    def for_tenant(self, name: str) -> ZenotiClient:
-        """The client of tenant ``name``; ``PermanentError`` if it has no API key configured,
-        so that its messages are dead-lettered (and replayable) rather than retried forever."""
-        client = self._clients.get(name)
-        if client is None:
-            client = self._clients[name] = self._client(name)
-        return client
-
-    async def aclose(self) -> None:
-        """Close the connection pool, if this object made it."""
-        if self._owns_http:
-            await self._http.aclose()
-
-    def _client(self, name: str) -> ZenotiClient:
-        tenant = self._settings.all_tenants().get(name)
-        if tenant is None or not tenant.api_key.get_secret_value():
-            raise PermanentError(f"tenant {name!r} has no Zenoti API key configured")
-        return ZenotiClient(
-            self._http, tenant=name, api_key=tenant.api_key,
-            budget=self._budget_factory(name), metrics=self._metrics,
-            retries=self._settings.api_retries, backoff=self._settings.api_retry_backoff,
-            short_wait=self._settings.api_short_wait,
-        )
-
-    def _token_bucket(self, _tenant: str) -> Budget:
-        return TokenBucket(self._settings.api_calls_per_window, self._settings.api_window_seconds)
 
 
 def _segment(value: str) -> str:

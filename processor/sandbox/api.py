@@ -55,6 +55,9 @@ class ZenotiApi:
 
     def __init__(self, org: Organisation) -> None:
         self.org = org
+        # Changes made through the sandbox's admin route, as Zenoti's own state would change:
+        # user_membership_id -> fields that replace those of the generated membership.
+        self.membership_changes: dict[str, Json] = {}
         self._answerers: dict[str, Callable[[Call], Answer]] = {
             "invoice": self._invoice,
             "guest": self._guest,
@@ -83,7 +86,10 @@ class ZenotiApi:
         if problem:
             return problem
         owned = self.org.memberships_of(call.resource_id, call.query["center_id"])
-        return Answer(200, payloads.memberships(self.org, owned))
+        body = payloads.memberships(self.org, owned)
+        for item in body["guest_memberships"]:
+            item.update(self.membership_changes.get(item["user_membership_id"], {}))
+        return Answer(200, body)
 
     def _packages(self, call: Call) -> Answer:
         problem = self._guest_list_problem(call)

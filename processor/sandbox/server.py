@@ -72,8 +72,17 @@ class Sandbox:
         app.router.add_get("/_sandbox/stats", self._stats)
         app.router.add_post("/_sandbox/reset-stats", self._reset_stats)
         app.router.add_post("/_sandbox/reset-budget", self._reset_budget)
+        app.router.add_post("/_sandbox/memberships/{id}", self._change_membership)
         app.router.add_route("*", "/{path:.*}", self._api)
         return app
+
+    async def _change_membership(self, request: web.Request) -> web.Response:
+        """Change a membership's fields from now on (e.g. freeze it), as Zenoti's state would."""
+        changes = await request.json()
+        if not isinstance(changes, dict):
+            return web.json_response({"error": "a JSON object of fields is required"}, status=400)
+        self.api.membership_changes.setdefault(request.match_info["id"], {}).update(changes)
+        return web.json_response({"changed": request.match_info["id"]})
 
     def api_key(self, request: web.Request) -> str | None:
         """The key of ``Authorization: apikey <key>`` if the sandbox accepts it, else None."""

@@ -21,7 +21,7 @@ from processor.retry import RetryPolicy
 from processor.settings import RetryLimits, Settings
 from processor.topology import EVENTS, Binding
 from processor.worker import Worker
-from processor.zenoti import ZenotiClients
+from processor.clients import ZenotiClients
 from tests.integration.amqp import channel
 
 

@@ -18,7 +18,8 @@ from processor.errors import (
 )
 from processor.metrics import Metrics
 from processor.settings import Settings, TenantSettings
-from processor.zenoti import ZenotiClient, ZenotiClients
+from processor.clients import ZenotiClients
+from processor.zenoti import ZenotiClient
 
 API_KEY = "zk-live-4f1d9c2a7be0"
 BASE_URL = "https://zenoti.test"
@@ -56,7 +57,7 @@ class RecordingBudget:
         self.observed: list[tuple[int | None, float | None]] = []
         self.paused: list[float] = []
 
-    async def acquire(self) -> float:
+    async def acquire(self, max_wait: float = float("inf")) -> float:
         self.acquired += 1
         return 0.25
 

@@ -1,0 +1,94 @@
+"""Every tenant's ``ZenotiClient``, with the budget and cache the deployment shares.
+
+With ``redis_url`` set, budgets (``RedisBudget``) and the cache (``RedisCache``) are shared by
+every worker process and pod; without it they are per process, and each process says so at
+start-up: correct for a single worker only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import redis.asyncio as aioredis
+from structlog.typing import FilteringBoundLogger
+
+from processor.cache import ApiCache, MemoryCache, RedisCache
+from processor.errors import PermanentError
+from processor.logs import get_logger
+from processor.metrics import Metrics
+from processor.ratelimit import Budget, TokenBucket
+from processor.settings import Settings
+from processor.shared_budget import RedisBudget
+from processor.zenoti import ZenotiClient
+
+__all__ = ["ZenotiClients"]
+
+
+class ZenotiClients:
+    """Every tenant's ``ZenotiClient``, made on first use and kept, sharing one pool.
+
+    ``http`` may be injected (a ``MockTransport`` in tests): its caller owns it, so ``aclose``
+    leaves it open. ``budget_factory(tenant)`` makes each tenant's budget: by default one
+    ``RedisBudget`` per tenant shared by every pod when ``redis_url`` is set, else an
+    in-process ``TokenBucket``, of ``api_calls_per_window`` per ``api_window_seconds``. The
+    cache is likewise Redis or memory."""
+
+    def __init__(
+        self, settings: Settings, metrics: Metrics, *, http: httpx.AsyncClient | None = None,
+        budget_factory: Callable[[str], Budget] | None = None, cache: ApiCache | None = None,
+        log: FilteringBoundLogger | None = None,
+    ) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._log = log or get_logger(component="zenoti")
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.AsyncClient(
+            base_url=settings.zenoti_api_url, timeout=settings.zenoti_api_timeout
+        )
+        url = settings.redis_url.get_secret_value() if settings.redis_url else None
+        self._redis = aioredis.Redis.from_url(url, socket_timeout=2.0) if url else None
+        self._cache = cache or self._default_cache()
+        self._budget_factory = budget_factory or self._default_budget
+        self._clients: dict[str, ZenotiClient] = {}
+
+    def for_tenant(self, name: str) -> ZenotiClient:
+        """The client of tenant ``name``; ``PermanentError`` if it has no API key configured,
+        so that its messages are dead-lettered (and replayable) rather than retried forever."""
+        client = self._clients.get(name)
+        if client is None:
+            client = self._clients[name] = self._client(name)
+        return client
+
+    async def aclose(self) -> None:
+        """Close the connection pool, if this object made it, and Redis."""
+        if self._owns_http:
+            await self._http.aclose()
+        await self._cache.aclose()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    def _default_cache(self) -> ApiCache:
+        if self._redis is None:
+            return MemoryCache()
+        return RedisCache(self._redis, f"{self._settings.redis_prefix}:api", self._log)
+
+    def _default_budget(self, tenant: str) -> Budget:
+        size = (self._settings.api_calls_per_window, self._settings.api_window_seconds)
+        if self._redis is None:
+            self._log.warning("budget.in_process", tenant=tenant,
+                              detail="no redis_url: the API budget is correct for one process only")
+            return TokenBucket(*size)
+        key = f"{self._settings.redis_prefix}:budget:{tenant}"
+        return RedisBudget(self._redis, key=key, capacity=size[0], window=size[1], log=self._log)
+
+    def _client(self, name: str) -> ZenotiClient:
+        tenant = self._settings.all_tenants().get(name)
+        if tenant is None or not tenant.api_key.get_secret_value():
+            raise PermanentError(f"tenant {name!r} has no Zenoti API key configured")
+        return ZenotiClient(
+            self._http, tenant=name, api_key=tenant.api_key,
+            budget=self._budget_factory(name), metrics=self._metrics,
+            retries=self._settings.api_retries, backoff=self._settings.api_retry_backoff,
+            short_wait=self._settings.api_short_wait, cache=self._cache,
+        )

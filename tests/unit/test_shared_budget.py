@@ -1,0 +1,78 @@
+"""The budget shared through Redis: one bucket per tenant for every process and pod."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from processor.errors import BudgetExhausted
+from processor.logs import get_logger
+from processor.shared_budget import RedisBudget
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aioredis.Redis]:
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
+    except OSError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    redis = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
+    yield redis
+    await redis.aclose()
+
+
+def budget(client: aioredis.Redis, key: str, capacity: int = 5, window: float = 1.0) -> RedisBudget:
+    return RedisBudget(client, key=key, capacity=capacity, window=window, log=get_logger())
+
+
+async def test_two_budgets_on_one_key_share_one_bucket(client: aioredis.Redis) -> None:
+    key = f"test:budget:{uuid.uuid4().hex}"
+    one, two = budget(client, key, 4, 60.0), budget(client, key, 4, 60.0)
+    for b in (one, two, one, two):
+        assert await b.acquire(max_wait=0.1) < 0.01
+    with pytest.raises(BudgetExhausted):
+        await two.acquire(max_wait=0.1)
+
+
+async def test_waiters_reserve_their_turn_in_order_without_polling(client: aioredis.Redis) -> None:
+    key = f"test:budget:{uuid.uuid4().hex}"
+    shared = budget(client, key, capacity=2, window=0.2)  # 10 tokens a second
+    started = time.monotonic()
+    waits = await asyncio.gather(*(shared.acquire(max_wait=5) for _ in range(6)))
+    elapsed = time.monotonic() - started
+    assert sorted(waits)[1] < 0.01
+    assert 0.3 <= elapsed < 1.0  # 4 more tokens at 10/s
+
+
+async def test_a_pause_blocks_every_holder_of_the_key(client: aioredis.Redis) -> None:
+    key = f"test:budget:{uuid.uuid4().hex}"
+    one, two = budget(client, key), budget(client, key)
+    one.pause(30)
+    await asyncio.sleep(0.05)
+    with pytest.raises(BudgetExhausted) as info:
+        await two.acquire(max_wait=1)
+    assert info.value.retry_after is not None and info.value.retry_after > 25
+
+
+async def test_zenotis_lower_count_is_believed(client: aioredis.Redis) -> None:
+    key = f"test:budget:{uuid.uuid4().hex}"
+    shared = budget(client, key, capacity=50, window=60.0)
+    shared.observe(remaining=1, reset_seconds=None)
+    await asyncio.sleep(0.05)
+    assert await shared.acquire(max_wait=0.1) < 0.01
+    with pytest.raises(BudgetExhausted):
+        await shared.acquire(max_wait=0.1)
+
+
+async def test_an_unreachable_redis_falls_back_to_a_local_bucket() -> None:
+    redis = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    try:
+        assert await budget(redis, "x").acquire(max_wait=1) < 0.01
+    finally:
+        await redis.aclose()
