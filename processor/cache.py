@@ -64,6 +64,19 @@ class ApiCache(Protocol):
     async def aclose(self) -> None: ...
 
 
+class NullCache:
+    """Keeps nothing: every look-up misses (``api_cache_enabled=false``, for comparisons)."""
+
+    async def get(self, kind: Kind, key: str) -> Entry | None:
+        return None
+
+    async def put(self, kind: Kind, key: str, body: Body) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
 class MemoryCache:
     """In-process, at most ``max_entries`` across kinds."""
 

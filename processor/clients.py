@@ -13,7 +13,7 @@ import httpx
 import redis.asyncio as aioredis
 from structlog.typing import FilteringBoundLogger
 
-from processor.cache import ApiCache, MemoryCache, RedisCache
+from processor.cache import ApiCache, MemoryCache, NullCache, RedisCache
 from processor.errors import PermanentError
 from processor.logs import get_logger
 from processor.metrics import Metrics
@@ -69,6 +69,8 @@ class ZenotiClients:
             await self._redis.aclose()
 
     def _default_cache(self) -> ApiCache:
+        if not self._settings.api_cache_enabled:
+            return NullCache()
         if self._redis is None:
             return MemoryCache()
         return RedisCache(self._redis, f"{self._settings.redis_prefix}:api", self._log)

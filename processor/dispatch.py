@@ -98,7 +98,8 @@ class Dispatcher:
                 ENRICHED, name, model.model_dump_json().encode(),
                 message_id=f"{event.key}:{self.handler.name}:{name}",
                 headers=headers_of({"tenant": event.tenant, "handler": self.handler.name,
-                                    "source_event_type": event.event_type}),
+                                    "source_event_type": event.event_type,
+                                    "received_at": event.received_at}),
                 confirm_timeout=self._timeout,
             )
 

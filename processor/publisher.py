@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import datetime
 from collections.abc import Awaitable, Callable, Mapping
 
 import aio_pika
@@ -130,10 +131,13 @@ class ConfirmedPublisher:
 
 
 def headers_of(values: Mapping[str, object]) -> HeadersType:
-    """AMQP headers from plain values: ``None`` dropped, everything else as str/int/bool."""
+    """AMQP headers from plain values: ``None`` dropped, datetimes in ISO 8601, everything
+    else as str/int/bool."""
     out: HeadersType = {}
     for key, value in values.items():
         if value is None:
             continue
+        if isinstance(value, datetime):
+            value = value.isoformat()
         out[key] = value if isinstance(value, str | int | bool) else str(value)
     return out

@@ -77,7 +77,8 @@ class Settings(BaseSettings):
     # In-place retries of one API call (5xx, timeouts, a 429 asking for a short wait).
     api_retries: int = Field(default=2, ge=0)
     api_retry_backoff: float = 0.2
-    api_short_wait: float = 2.0
+    api_short_wait: float = 2.0  # longer waits for a token happen in the broker, not here
+    api_cache_enabled: bool = True  # false only to measure what the cache saves
 
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"

@@ -1,0 +1,1 @@
+"""The processes the benchmarks start: ours (as shipped), and the baselines beside them."""
