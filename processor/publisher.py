@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import datetime
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, HeadersType
