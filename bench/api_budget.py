@@ -35,6 +35,7 @@ import httpx
 
 from processor import topology
 from processor.deliveries import Delivery, build_deliveries
+from processor.devstack import wait_ready
 from processor.retry import delay_queue_name
 from processor.sandbox.organisation import Organisation
 from processor.simulator import SimulatorConfig, run_simulator
@@ -109,13 +110,13 @@ class Processes:
             subprocess.run(command, check=True, capture_output=True)
         self._spawn(0, "sandbox", "--port", str(self.ports["sandbox"]), "--api-key", KEY,
                     "--calls-per-window", str(CALLS), "--window-seconds", str(WINDOW))
-        _wait(f"http://127.0.0.1:{self.ports['sandbox']}/_sandbox/health")
+        wait_ready(f"http://127.0.0.1:{self.ports['sandbox']}/_sandbox/health")
         self._spawn(free_port(), "ingress")
-        _wait(f"http://127.0.0.1:{self.ports['ingress']}/readyz")
+        wait_ready(f"http://127.0.0.1:{self.ports['ingress']}/readyz")
         for _ in range(self.workers):
             port = free_port()
             self._spawn(port, "worker")
-            _wait(f"http://127.0.0.1:{port}/readyz")
+            wait_ready(f"http://127.0.0.1:{port}/readyz")
 
     def _spawn(self, worker_port: int, *argv: str) -> None:
         self.children.append(subprocess.Popen(
@@ -133,18 +134,6 @@ class Processes:
         url = f"http://127.0.0.1:{self.ports['sandbox']}/_sandbox/stats"
         stats: dict[str, Any] = httpx.get(url, timeout=5).json()
         return stats
-
-
-def _wait(url: str, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} not ready")
 
 
 @asynccontextmanager

@@ -52,26 +52,32 @@ def _spawn(env: dict[str, str], *argv: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "processor.cli", *argv], env=env)
 
 
-def _wait_ready(url: str, timeout: float = 30.0) -> None:
+def wait_ready(
+    url: str, child: subprocess.Popen[bytes] | None = None, timeout: float = 30.0
+) -> None:
+    """Return once ``url`` answers 200; ``RuntimeError`` if ``child`` exits first or time
+    runs out. Used by ``up``, the tests and the benchmarks."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if child is not None and child.poll() is not None:
+            raise RuntimeError(f"process exited with {child.returncode} before {url} was ready")
         try:
             if httpx.get(url, timeout=1.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.2)
-    raise SystemExit(f"zenoti-events up: {url} did not become ready in {timeout:g} s")
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not become ready within {timeout:g} s")
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     env = _env(args, settings)
     children = [_spawn(env, "sandbox", "--port", str(args.sandbox_port), "--api-key", DEMO_KEY)]
-    _wait_ready(f"http://127.0.0.1:{args.sandbox_port}/_sandbox/health")
+    wait_ready(f"http://127.0.0.1:{args.sandbox_port}/_sandbox/health")
     children.append(_spawn(env, "ingress"))
     children.append(_spawn(env, "worker"))
-    _wait_ready(f"http://127.0.0.1:{args.ingress_port}/readyz")
-    _wait_ready(f"http://127.0.0.1:{args.worker_port}/readyz")
+    wait_ready(f"http://127.0.0.1:{args.ingress_port}/readyz")
+    wait_ready(f"http://127.0.0.1:{args.worker_port}/readyz")
     children.append(_spawn(env, "tap"))
     url = f"http://127.0.0.1:{args.ingress_port}/webhooks/zenoti"
     children.append(_spawn(env, "simulate", "--url", url, "--secret", DEMO_SECRET,

@@ -15,10 +15,13 @@ Errors are JSON: ``{"error": "<code>", "message": "<what is wrong>"}``; they nev
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from datetime import UTC, datetime
 
 from aiohttp import web
+from prometheus_client import Counter
 from structlog.typing import FilteringBoundLogger
 
 from processor import probes, signature
@@ -49,6 +52,7 @@ class Ingress:
             settings.dedupe_window_seconds, settings.dedupe_memory_keys
         )
         self.draining = False
+        self._counters: dict[tuple[str, str, int], Counter] = {}
 
     def app(self) -> web.Application:
         """The aiohttp application with the webhook and probe routes."""
@@ -84,7 +88,7 @@ class Ingress:
         key = event_key(envelope, body)
         if await self._accepted.seen(key):
             self._count(tenant, "duplicate", 200)
-            return web.json_response({"status": "duplicate", "event_id": key})
+            return _answer("duplicate", key, 200)
         started = time.perf_counter()
         await self._publisher.publish(
             EVENTS, envelope.routing_key, body, message_id=key,
@@ -97,14 +101,18 @@ class Ingress:
         self._metrics.confirm_seconds.observe(time.perf_counter() - started)
         await self._accepted.remember(key)
         self._count(tenant, "accepted", 202)
-        return web.json_response({"status": "accepted", "event_id": key}, status=202)
+        return _answer("accepted", key, 202)
 
     async def _read(self, request: web.Request) -> bytes:
         limit = self._settings.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            raise PayloadTooLarge(
-                f"body of {request.content_length} bytes is over the limit of {limit} bytes"
-            )
+        length = request.content_length
+        if length is not None and length > limit:
+            raise PayloadTooLarge(f"body of {length} bytes is over the limit of {limit} bytes")
+        if length is not None:  # the usual case: one read, no chunk loop
+            try:
+                return await request.content.readexactly(length)
+            except asyncio.IncompleteReadError as exc:  # the client went away mid-body
+                return exc.partial
         body = bytearray()
         async for chunk in request.content.iter_chunked(64 * 1024):
             body += chunk
@@ -128,4 +136,17 @@ class Ingress:
         )
 
     def _count(self, tenant: str, outcome: str, status: int) -> None:
-        self._metrics.deliveries.labels(tenant=tenant, outcome=outcome, status=str(status)).inc()
+        # labels() costs a few microseconds a call; the children are few (tenants x outcomes).
+        child = self._counters.get((tenant, outcome, status))
+        if child is None:
+            child = self._metrics.deliveries.labels(tenant=tenant, outcome=outcome,
+                                                    status=str(status))
+            self._counters[(tenant, outcome, status)] = child
+        child.inc()
+
+
+def _answer(status: str, key: str, code: int) -> web.Response:
+    """``{"status": status, "event_id": key}`` as json_response writes it, without the
+    dict-walking encoder (only ``key`` needs escaping)."""
+    text = f'{{"status": "{status}", "event_id": {json.dumps(key)}}}'
+    return web.Response(text=text, status=code, content_type="application/json")

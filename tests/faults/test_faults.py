@@ -73,8 +73,7 @@ async def test_kill_9_of_workers_at_random_points_loses_nothing(
         worker.wait()
         kills += 1
         worker = await asyncio.to_thread(stack.worker)
-    figures = await finish(url, "kill -9 of the worker x5 during 5,000 events", await sending,
-                           kills=kills)
+    await finish(url, "kill -9 of the worker x5 during 5,000 events", await sending, kills=kills)
 
 
 async def test_a_broker_restart_during_5000_deliveries_loses_nothing(
@@ -92,7 +91,7 @@ async def test_a_broker_restart_during_5000_deliveries_loses_nothing(
     await asyncio.sleep(3.0)
     await asyncio.to_thread(_rabbitmqctl, "start_app")
     report = await sending
-    figures = await finish(url, "RabbitMQ restarted during 5,000 deliveries", report)
+    await finish(url, "RabbitMQ restarted during 5,000 deliveries", report)
     assert report.by_status.get("503", 0) + report.by_status.get("error", 0) > 0
 
 

@@ -7,12 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import httpx
+from processor.devstack import wait_ready
 
 SECRET = "e2e-webhook-secret"
 API_KEY = "e2e-api-key"
@@ -87,18 +86,7 @@ class Stack:
         return codes
 
 
-def wait_ready(url: str, child: subprocess.Popen[bytes] | None = None, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child is not None and child.poll() is not None:
-            raise AssertionError(f"process exited with {child.returncode} before {url} was ready")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} not ready within {timeout} s")
+__all__ = ["wait_ready"]
 
 
 @contextmanager

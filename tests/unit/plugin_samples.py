@@ -24,7 +24,7 @@ class Good:
 
 class BadEverything:
     name = "Bad Name"
-    event_types = ["not", "a", "tuple"]
+    event_types = ["not", "a", "tuple"]  # noqa: RUF012 - wrong on purpose
     schema = dict
 
     def handle(self, event: Any, ctx: Any) -> None:

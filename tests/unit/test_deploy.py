@@ -109,3 +109,66 @@ def test_the_only_secrets_are_the_documented_demo_values() -> None:
             if flag in DEMO_FLAGS:
                 assert value == DEMO_FLAGS[flag], f"{name}: {flag} is not the demo value"
     assert "DEMO VALUES" in COMPOSE_FILE.read_text()
+
+
+# --- the observability half of the stack: Redis, Prometheus, Grafana (issue 6) ---------------
+
+DEPLOY = ROOT / "deploy"
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> host path (relative to deploy/) of a service's bind mounts."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        host, container, *_ = volume.split(":")
+        if host.startswith("."):
+            mounts[container] = host
+    return mounts
+
+
+def test_rabbitmq_runs_the_management_and_prometheus_plugins() -> None:
+    host = _mounts(SERVICES["rabbitmq"])["/etc/rabbitmq/enabled_plugins"]
+    plugins = (DEPLOY / host).read_text()
+    assert re.fullmatch(r"\[[a-z_,]+\]\.\n", plugins), "an Erlang list of plugin names"
+    assert {"rabbitmq_management", "rabbitmq_prometheus"} <= set(plugins[1:-3].split(","))
+    assert "127.0.0.1:15692:15692" in SERVICES["rabbitmq"]["ports"]
+
+
+def test_every_process_of_ours_shares_the_redis_service() -> None:
+    assert "redis" in SERVICES and "build" not in SERVICES["redis"]
+    assert SERVICES["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    for name in ("ingress", "worker"):
+        assert OURS[name]["environment"]["ZENOTI_EVENTS_REDIS_URL"] == "redis://redis:6379/0"
+        assert SERVICES[name]["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_prometheus_scrapes_ingress_workers_and_rabbitmq_with_the_rules_loaded() -> None:
+    service = SERVICES["prometheus"]
+    folder = DEPLOY / _mounts(service)["/etc/prometheus"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in service["command"]
+    config = yaml.safe_load((folder / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["alerts.yml"] and (folder / "alerts.yml").is_file()
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["zenoti-events-ingress"]["static_configs"][0]["targets"] == ["ingress:8080"]
+    worker = jobs["zenoti-events-worker"]["dns_sd_configs"][0]
+    assert (worker["names"], worker["port"]) == (["worker"], 9100)  # every replica
+    detailed = jobs["rabbitmq-detailed"]
+    assert detailed["metrics_path"] == "/metrics/detailed"
+    assert set(detailed["params"]["family"]) == {"queue_coarse_metrics", "queue_consumer_count"}
+    assert jobs["rabbitmq"]["static_configs"][0]["targets"] == ["rabbitmq:15692"]
+    assert service["ports"] == ["127.0.0.1:9090:9090"]
+
+
+def test_grafana_has_prometheus_and_the_dashboard_provisioned() -> None:
+    service = SERVICES["grafana"]
+    mounts = _mounts(service)
+    provisioning = DEPLOY / mounts["/etc/grafana/provisioning"]
+    sources = yaml.safe_load((provisioning / "datasources" / "prometheus.yaml").read_text())
+    (source,) = sources["datasources"]
+    assert (source["type"], source["url"]) == ("prometheus", "http://prometheus:9090")
+    providers = yaml.safe_load((provisioning / "dashboards" / "zenoti-events.yaml").read_text())
+    path = providers["providers"][0]["options"]["path"]
+    assert (DEPLOY / mounts[path] / "zenoti-events.json").is_file()
+    home = service["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == f"{path}/zenoti-events.json"
+    assert service["ports"] == ["127.0.0.1:3000:3000"]

@@ -16,7 +16,7 @@ SAMPLES = Path(__file__).parents[1] / "fixtures" / "samples"
 
 
 def wrap(event_type: str, data_text: str) -> bytes:
-    return ('{"event_id": "e1", "event_type": "%s", "data": %s}' % (event_type, data_text)).encode()
+    return f'{{"event_id": "e1", "event_type": "{event_type}", "data": {data_text}}}'.encode()
 
 
 def test_the_reference_envelope_parses_with_its_seven_digit_timestamp() -> None:

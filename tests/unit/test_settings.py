@@ -7,7 +7,7 @@ import pytest
 from processor.settings import DEFAULT_TENANT, Settings
 
 
-def test_defaults_point_at_the_local_broker_and_the_real_api(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_defaults_point_at_the_local_broker_and_the_real_api() -> None:
     settings = Settings()
     assert settings.amqp_url.get_secret_value() == "amqp://guest:guest@127.0.0.1:5672/"
     assert settings.zenoti_api_url == "https://api.zenoti.com"

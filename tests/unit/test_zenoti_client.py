@@ -9,6 +9,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from processor.clients import ZenotiClients
 from processor.errors import (
     HandlingError,
     PermanentError,
@@ -18,7 +19,6 @@ from processor.errors import (
 )
 from processor.metrics import Metrics
 from processor.settings import Settings, TenantSettings
-from processor.clients import ZenotiClients
 from processor.zenoti import ZenotiClient
 
 API_KEY = "zk-live-4f1d9c2a7be0"

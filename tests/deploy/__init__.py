@@ -1,0 +1,2 @@
+"""deploy/: Kubernetes manifests, CRDs, Prometheus rules, dashboard and image, checked
+without a cluster."""

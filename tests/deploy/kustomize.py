@@ -1,0 +1,152 @@
+"""A small kustomize in Python: the subset deploy/k8s uses, for machines without the binary.
+
+Supported kustomization fields: ``resources`` (files, and directories holding a
+kustomization), ``namespace``, ``labels`` (metadata labels; ``includeSelectors`` and
+``includeTemplates`` false), ``patches`` (JSON 6902 ops, inline or from a file, with a
+``target`` of kind / name regex / group / version / namespace), ``replicas`` and ``images``.
+Anything else raises, so the renderer never silently ignores a feature the manifests start to
+use. Transformers run in kustomize's order (patches, namespace, labels, replicas, images), each
+kustomization's on its own resources and those of its bases. test_k8s.py compares the output
+with ``kubectl kustomize`` wherever that binary exists.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+Resource = dict[str, Any]
+
+SUPPORTED = {"apiVersion", "kind", "resources", "namespace", "labels", "patches", "replicas",
+             "images"}
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
+                  "PersistentVolume", "StorageClass", "PriorityClass", "IngressClass",
+                  "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"}
+SCALABLE = {"Deployment", "StatefulSet", "ReplicaSet", "ReplicationController"}
+
+
+class Unsupported(Exception):
+    """The kustomization uses something this renderer does not implement."""
+
+
+def build(directory: Path) -> list[Resource]:
+    """The resources ``directory``'s kustomization renders, in the order they were loaded."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    unknown = set(kustomization) - SUPPORTED
+    if unknown:
+        raise Unsupported(f"{directory}: kustomization fields {sorted(unknown)}")
+    resources = [r for entry in kustomization.get("resources", [])
+                 for r in _load((directory / entry).resolve())]
+    for patch in kustomization.get("patches", []):
+        _patch(resources, patch, directory)
+    _set_namespace(resources, kustomization.get("namespace"))
+    for entry in kustomization.get("labels", []):
+        _add_labels(resources, entry)
+    for entry in kustomization.get("replicas", []):
+        _set_replicas(resources, entry)
+    for entry in kustomization.get("images", []):
+        for resource in resources:
+            _set_image(resource, entry)
+    return resources
+
+
+def _load(path: Path) -> list[Resource]:
+    if path.is_dir():
+        return build(path)
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def _set_namespace(resources: list[Resource], namespace: str | None) -> None:
+    if not namespace:
+        return
+    for resource in resources:
+        if resource["kind"] not in CLUSTER_SCOPED:
+            resource["metadata"]["namespace"] = namespace
+
+
+def _add_labels(resources: list[Resource], entry: dict[str, Any]) -> None:
+    if entry.get("includeSelectors") or entry.get("includeTemplates"):
+        raise Unsupported("labels with includeSelectors or includeTemplates")
+    for resource in resources:
+        resource["metadata"].setdefault("labels", {}).update(entry["pairs"])
+
+
+def _set_replicas(resources: list[Resource], entry: dict[str, Any]) -> None:
+    for resource in resources:
+        if resource["kind"] in SCALABLE and resource["metadata"]["name"] == entry["name"]:
+            resource["spec"]["replicas"] = entry["count"]
+
+
+def _matches(resource: Resource, target: dict[str, str]) -> bool:
+    unknown = set(target) - {"group", "version", "kind", "name", "namespace"}
+    if unknown:
+        raise Unsupported(f"patch target fields {sorted(unknown)}")
+    group, _, version = resource["apiVersion"].rpartition("/")
+    actual = {"group": group, "version": version, "kind": resource["kind"],
+              "name": resource["metadata"]["name"],
+              "namespace": resource["metadata"].get("namespace", "")}
+    return all(re.fullmatch(pattern, actual[field]) for field, pattern in target.items())
+
+
+def _patch(resources: list[Resource], patch: dict[str, Any], directory: Path) -> None:
+    text = patch["patch"] if "patch" in patch else (directory / patch["path"]).read_text()
+    ops = yaml.safe_load(text)
+    if not isinstance(ops, list):
+        raise Unsupported("strategic-merge patches (only JSON 6902 lists are implemented)")
+    hits = [r for r in resources if _matches(r, patch["target"])]
+    if not hits:
+        raise ValueError(f"patch target {patch['target']} matches no resource")
+    for resource in hits:
+        for op in ops:
+            _apply(resource, op)
+
+
+def _pointer(path: str) -> list[str]:
+    return [part.replace("~1", "/").replace("~0", "~") for part in path.split("/")[1:]]
+
+
+def _apply(document: Resource, op: dict[str, Any]) -> None:
+    *parents, last = _pointer(op["path"])
+    node: Any = document
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    kind = op["op"]
+    if kind not in ("add", "replace", "remove"):
+        raise Unsupported(f"JSON patch op {kind}")
+    if isinstance(node, list):
+        index = len(node) if last == "-" else int(last)
+        if kind == "add":
+            node.insert(index, copy.deepcopy(op["value"]))
+        elif kind == "replace":
+            node[index] = copy.deepcopy(op["value"])
+        else:
+            del node[index]
+        return
+    if kind in ("replace", "remove") and last not in node:
+        raise KeyError(f"{op['path']}: nothing to {kind}")
+    if kind == "remove":
+        del node[last]
+    else:
+        node[last] = copy.deepcopy(op["value"])
+
+
+def _containers(resource: Resource) -> list[dict[str, Any]]:
+    spec = resource.get("spec") or {}
+    pod = (spec.get("template") or {}).get("spec") or spec
+    return [*pod.get("containers", []), *pod.get("initContainers", [])]
+
+
+def _set_image(resource: Resource, entry: dict[str, str]) -> None:
+    for container in _containers(resource):
+        image = container.get("image", "")
+        name, tag = re.match(r"^(.*?)(?::([^:/@]+))?(?:@.*)?$", image).groups()  # type: ignore[union-attr]
+        if name != entry["name"]:
+            continue
+        name = entry.get("newName", name)
+        tag = entry.get("newTag", tag)
+        container["image"] = f"{name}@{entry['digest']}" if "digest" in entry else (
+            f"{name}:{tag}" if tag else name)

@@ -1,0 +1,84 @@
+"""What the dashboard and the alerts ask Prometheus for: their expressions, the metric names
+in them, and the labels they select or group by."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+import yaml
+
+from tests.deploy.common import ALERTS, DASHBOARD
+
+# Grafana's variables, as the renderer and promtool see them.
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$budget": "60"}
+# RabbitMQ's Prometheus plugin (rabbitmq_prometheus), /metrics/detailed with
+# family=queue_coarse_metrics and family=queue_consumer_count: the names are assumptions checked
+# against the plugin (see docs/operations.md), not scraped here, since these tests run against
+# a broker that need not have the plugin enabled.
+RABBITMQ_METRICS = {
+    "rabbitmq_detailed_queue_messages": {"vhost", "queue"},
+    "rabbitmq_detailed_queue_messages_ready": {"vhost", "queue"},
+    "rabbitmq_detailed_queue_messages_unacked": {"vhost", "queue"},
+    "rabbitmq_detailed_queue_consumers": {"vhost", "queue"},
+}
+# Prometheus's own series about its targets.
+PROMETHEUS_METRICS = {"up": {"job", "instance"}}
+
+_NAME = re.compile(r"\b((?:zenoti_events|rabbitmq)_[a-z0-9_]+|up)\b(?!\s*\()")
+_SELECTOR = re.compile(r"\b((?:zenoti_events|rabbitmq)_[a-z0-9_]+|up)\s*\{([^}]*)\}")
+_MATCHER = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)")
+_GROUPING = re.compile(r"\b(?:by|on|without|ignoring)\s*\(([^)]*)\)")
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_REPLACED = re.compile(r'label_replace\([^,]+,\s*"([a-z_]+)"')
+
+
+@dataclass(frozen=True)
+class Query:
+    where: str  # "alert ZenotiQueueOld" or "panel Confirm latency"
+    expr: str
+
+    @property
+    def promql(self) -> str:
+        """The expression with Grafana's variables replaced."""
+        text = self.expr
+        for variable, value in GRAFANA_VARIABLES.items():
+            text = text.replace(variable, value)
+        return text
+
+    def metrics(self) -> set[str]:
+        return set(_NAME.findall(_STRING.sub('""', self.expr)))
+
+    def selected_labels(self) -> dict[str, set[str]]:
+        """metric -> label names its selectors match on."""
+        found: dict[str, set[str]] = {}
+        for metric, matchers in _SELECTOR.findall(self.expr):
+            found.setdefault(metric, set()).update(_MATCHER.findall(_STRING.sub('""', matchers)))
+        return found
+
+    def grouping_labels(self) -> set[str]:
+        return {label.strip() for group in _GROUPING.findall(self.expr)
+                for label in group.split(",") if label.strip()}
+
+    def made_labels(self) -> set[str]:
+        return set(_REPLACED.findall(self.expr))
+
+
+def alert_queries() -> list[Query]:
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    return [Query(f"alert {rule['alert']}", rule["expr"]) for group in groups
+            for rule in group["rules"]]
+
+
+def dashboard() -> dict:  # type: ignore[type-arg]
+    return json.loads(DASHBOARD.read_text())  # type: ignore[no-any-return]
+
+
+def panel_queries() -> list[Query]:
+    return [Query(f"panel {panel['title']}", target["expr"])
+            for panel in dashboard()["panels"] for target in panel.get("targets", [])]
+
+
+def all_queries() -> list[Query]:
+    return alert_queries() + panel_queries()

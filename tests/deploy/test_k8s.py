@@ -1,0 +1,413 @@
+"""deploy/k8s: rendered by kustomize (a Python renderer, compared with the binary where one is
+installed), every object valid against the Kubernetes schemas (kubernetes-validate) or the
+vendored CRD schemas (deploy/schemas), and the promises of docs/operations.md kept."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import subprocess
+import tomllib
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.deploy.common import (
+    CRD_SCHEMAS,
+    KUSTOMIZATIONS,
+    ROOT,
+    Resource,
+    of_kind,
+    one,
+    rendered,
+)
+
+ALL = tuple(KUSTOMIZATIONS)
+HANDLERS = sorted(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+                  ["entry-points"]["zenoti_events.handlers"])
+# Kubernetes releases the built-in objects are validated against: the oldest still widely run
+# and the newest kubernetes-validate knows.
+K8S_VERSIONS = ("1.28.0", kubernetes_validate.utils.latest_version())
+# Secrets the manifests may reference, all created outside these files (docs/operations.md).
+SECRETS = {
+    "zenoti-events-rabbitmq-default-user": {"connection_string"},
+    "zenoti-events-webhooks": {"webhook-secrets", "tenants"},
+    "zenoti-events-zenoti-api": {"api-key", "tenants"},
+    "zenoti-events-redis": {"password", "url"},
+    "zenoti-events-keda-rabbitmq": {"host"},
+}
+CUSTOM_KINDS = {("keda.sh/v1alpha1", "ScaledObject"), ("keda.sh/v1alpha1", "TriggerAuthentication"),
+                ("monitoring.coreos.com/v1", "ServiceMonitor"),
+                ("monitoring.coreos.com/v1", "PodMonitor"),
+                ("monitoring.coreos.com/v1", "PrometheusRule"),
+                ("rabbitmq.com/v1beta1", "RabbitmqCluster")}
+
+
+def crd_schema(api_version: str, kind: str) -> dict[str, Any]:
+    group, version = api_version.split("/")
+    path = CRD_SCHEMAS / f"{group}_{kind.lower()}_{version}.json"
+    return json.loads(path.read_text())  # type: ignore[no-any-return]
+
+
+def key(resource: Resource) -> tuple[str, str, str, str]:
+    meta = resource["metadata"]
+    return resource["apiVersion"], resource["kind"], meta.get("namespace", ""), meta["name"]
+
+
+def config(name: str) -> dict[str, str]:
+    return one(rendered(name), "ConfigMap", "zenoti-events")["data"]  # type: ignore[no-any-return]
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_kustomization_renders(name: str) -> None:
+    resources = rendered(name)
+    keys = [key(r) for r in resources]
+    assert len(keys) == len(set(keys)), "two objects with the same name"
+    if name != "base":
+        namespace = "zenoti-events-dev" if name == "dev" else "zenoti-events"
+        assert {r["metadata"].get("namespace") for r in resources} == {namespace}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_python_renderer_agrees_with_kustomize(name: str) -> None:
+    if shutil.which("kustomize"):
+        command = ["kustomize", "build", str(KUSTOMIZATIONS[name])]
+    elif shutil.which("kubectl"):
+        command = ["kubectl", "kustomize", str(KUSTOMIZATIONS[name])]
+    else:
+        pytest.skip("neither kustomize nor kubectl installed: the Python renderer stands alone")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    theirs = {key(r): r for r in yaml.safe_load_all(done.stdout) if r}
+    ours = {key(r): r for r in rendered(name)}
+    assert ours == theirs
+
+
+# --- schemas -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("name", ALL)
+def test_built_in_objects_are_valid_kubernetes(name: str, version: str) -> None:
+    errors = []
+    for resource in rendered(name):
+        if (resource["apiVersion"], resource["kind"]) in CUSTOM_KINDS:
+            continue
+        try:
+            kubernetes_validate.validate(resource, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            errors.append(f"{resource['kind']}/{resource['metadata']['name']}: "
+                          f"{'.'.join(map(str, exc.path))}: {exc.message}")
+    assert not errors, "\n".join(errors)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_custom_resources_are_valid_against_the_vendored_crd_schemas(name: str) -> None:
+    kinds = {(r["apiVersion"], r["kind"]) for r in rendered(name)}
+    assert kinds >= CUSTOM_KINDS, "every operator's resource is in the deployment"
+    errors = []
+    for resource in rendered(name):
+        if (resource["apiVersion"], resource["kind"]) not in CUSTOM_KINDS:
+            continue
+        validator = jsonschema.Draft202012Validator(
+            crd_schema(resource["apiVersion"], resource["kind"]))
+        errors += [f"{resource['kind']}/{resource['metadata']['name']}: "
+                   f"{'.'.join(map(str, e.path))}: {e.message}"
+                   for e in validator.iter_errors(resource)]
+    assert not errors, "\n".join(errors)
+
+
+def test_every_custom_kind_has_a_vendored_schema_and_only_those_are_skipped() -> None:
+    vendored = {p.stem for p in CRD_SCHEMAS.glob("*.json")}
+    assert vendored == {f"{a.split('/')[0]}_{k.lower()}_{a.split('/')[1]}" for a, k in CUSTOM_KINDS}
+    for path in CRD_SCHEMAS.glob("*.json"):
+        jsonschema.Draft202012Validator.check_schema(json.loads(path.read_text()))
+
+
+@pytest.mark.parametrize(("kind", "name", "path", "value"), [
+    ("ScaledObject", "zenoti-events-worker-package-status", ("spec", "maxReplicaCont"), 3),
+    ("ScaledObject", "zenoti-events-worker-package-status", ("spec", "minReplicaCount"), "one"),
+    ("ServiceMonitor", "zenoti-events-ingress", ("spec", "endpoints"), [{"prot": "http"}]),
+    ("PodMonitor", "zenoti-events-worker", ("spec", "podMetricEndpoints"), []),
+    ("PrometheusRule", "zenoti-events", ("spec", "groups"), [{"rules": []}]),
+    ("RabbitmqCluster", "zenoti-events-rabbitmq", ("spec", "replica"), 3),
+    ("RabbitmqCluster", "zenoti-events-rabbitmq", ("spec", "rabbitmq", "additionalPlugins"),
+     ["rabbitmq-management"]),
+    ("TriggerAuthentication", "zenoti-events-rabbitmq-management", ("spec", "secretTargetRef"),
+     [{"parameter": "host", "name": "x"}]),
+])
+def test_the_crd_schemas_reject_a_mistake(kind: str, name: str, path: tuple[str, ...],
+                                          value: Any) -> None:
+    resource = one(rendered("prod"), kind, name)
+    node = resource
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    validator = jsonschema.Draft202012Validator(crd_schema(resource["apiVersion"], kind))
+    assert list(validator.iter_errors(resource)), f"{kind} accepted {path} = {value!r}"
+
+
+def test_a_misspelt_built_in_field_is_rejected_too() -> None:
+    deployment = one(rendered("prod"), "Deployment", "zenoti-events-ingress")
+    deployment["spec"]["template"]["spec"]["terminationGracePeriod"] = 30
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSIONS[0], strict=True)
+
+
+# --- the ingress ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ALL)
+def test_ingress_runs_two_or_more_ready_on_the_broker_replicas_under_a_pdb(name: str) -> None:
+    resources = rendered(name)
+    deployment = one(resources, "Deployment", "zenoti-events-ingress")
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert container["args"] == ["ingress"]
+    assert deployment["spec"]["replicas"] >= 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["ports"] == [{"name": "http", "containerPort": int(
+        config(name)["ZENOTI_EVENTS_INGRESS_PORT"])}]
+    labels = pod["metadata"]["labels"]
+    pdb = one(resources, "PodDisruptionBudget", "zenoti-events-ingress")
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert pdb["spec"]["maxUnavailable"] < deployment["spec"]["replicas"]
+    service = one(resources, "Service", "zenoti-events-ingress")
+    assert service["spec"]["selector"].items() <= labels.items()
+    # SIGTERM: unready for the drain, then in-flight requests wait at most the confirm timeout.
+    drain = float(config(name)["ZENOTI_EVENTS_INGRESS_DRAIN_SECONDS"])
+    assert pod["spec"]["terminationGracePeriodSeconds"] > drain + 5.0 + 5
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_only_the_webhook_path_is_published(name: str) -> None:
+    (ingress,) = of_kind(rendered(name), "Ingress").values()
+    (rule,) = ingress["spec"]["rules"]
+    paths = rule["http"]["paths"]
+    assert [(p["path"], p["pathType"]) for p in paths] == [("/webhooks/zenoti", "Prefix")]
+    assert paths[0]["backend"]["service"]["name"] == "zenoti-events-ingress"
+    assert ingress["spec"]["tls"][0]["hosts"] == [rule["host"]]
+
+
+# --- workers and KEDA ----------------------------------------------------------------------
+
+def worker(name: str, handler: str) -> Resource:
+    return one(rendered(name), "Deployment", f"zenoti-events-worker-{handler}")
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_each_handler_has_a_worker_deployment_that_drains_before_it_is_killed(
+        name: str, handler: str) -> None:
+    deployment = worker(name, handler)
+    assert "replicas" not in deployment["spec"], "KEDA owns the replica count"
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"] == ["worker", "--handler", handler]
+    port = int(config(name)["ZENOTI_EVENTS_WORKER_METRICS_PORT"])
+    assert container["ports"] == [{"name": "metrics", "containerPort": port}]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
+    script = pre_stop[-1]
+    assert "os.kill(1, signal.SIGTERM)" in script and f"127.0.0.1:{port}/readyz" in script
+    pre_stop_budget = float(re.search(r"time.monotonic\(\) \+ (\d+)", script).group(1))  # type: ignore[union-attr]
+    grace = float(config(name)["ZENOTI_EVENTS_SHUTDOWN_GRACE"])
+    assert pod["terminationGracePeriodSeconds"] > pre_stop_budget + grace
+
+
+def test_the_worker_deployments_differ_only_in_their_handler() -> None:
+    texts = {h: json.dumps(worker("prod", h), sort_keys=True).replace(h, "HANDLER")
+             for h in HANDLERS}
+    assert len(set(texts.values())) == 1
+
+
+def test_the_pre_stop_script_is_valid_python() -> None:
+    script = worker("base", HANDLERS[0])["spec"]["template"]["spec"]["containers"][0][
+        "lifecycle"]["preStop"]["exec"]["command"][-1]
+    compile(script, "preStop", "exec")
+
+
+def max_replicas(scaled: Resource, settings: dict[str, str]) -> int:
+    """docs/operations.md, "Scaling": the pods one organisation's API budget can feed, + 1."""
+    annotations = scaled["metadata"]["annotations"]
+    tenants = int(annotations["zenoti-events.io/budget-tenants"])
+    latency = float(annotations["zenoti-events.io/api-latency-seconds"])
+    calls_per_second = (float(settings["ZENOTI_EVENTS_API_CALLS_PER_WINDOW"])
+                        / float(settings["ZENOTI_EVENTS_API_WINDOW_SECONDS"]))
+    short_wait = float(settings["ZENOTI_EVENTS_API_SHORT_WAIT"])
+    in_flight = tenants * calls_per_second * (latency + short_wait)
+    return math.ceil(in_flight / int(settings["ZENOTI_EVENTS_PREFETCH"])) + 1
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_each_handler_queue_scales_on_ready_plus_unacked_up_to_the_api_budget(
+        name: str, handler: str) -> None:
+    scaled = one(rendered(name), "ScaledObject", f"zenoti-events-worker-{handler}")
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"]["name"] == worker(name, handler)["metadata"]["name"]
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "rabbitmq"
+    meta = trigger["metadata"]
+    assert meta["queueName"] == f"zenoti.h.{handler}"
+    assert (meta["protocol"], meta["mode"]) == ("http", "QueueLength")  # management API
+    assert meta.get("excludeUnacknowledged", "false") == "false"  # ready + unacked
+    auth = one(rendered(name), "TriggerAuthentication", trigger["authenticationRef"]["name"])
+    assert {ref["parameter"] for ref in auth["spec"]["secretTargetRef"]} == {"host"}
+    assert spec["minReplicaCount"] >= 1, "a queue without a consumer is an alert"
+    assert spec["maxReplicaCount"] == max_replicas(scaled, config(name))
+    assert spec["maxReplicaCount"] > spec["minReplicaCount"]
+
+
+def test_the_arithmetic_gives_the_documented_figures() -> None:
+    base = one(rendered("base"), "ScaledObject", f"zenoti-events-worker-{HANDLERS[0]}")
+    prod = one(rendered("prod"), "ScaledObject", f"zenoti-events-worker-{HANDLERS[0]}")
+    assert (base["spec"]["maxReplicaCount"], prod["spec"]["maxReplicaCount"]) == (2, 3)
+
+
+# --- RabbitMQ and Redis --------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["base", "prod"])
+def test_rabbitmq_is_a_three_node_cluster_with_the_plugins_we_need(name: str) -> None:
+    cluster = one(rendered(name), "RabbitmqCluster", "zenoti-events-rabbitmq")
+    assert cluster["spec"]["replicas"] == 3
+    plugins = set(cluster["spec"]["rabbitmq"]["additionalPlugins"])
+    assert {"rabbitmq_management", "rabbitmq_prometheus"} <= plugins
+    anti = cluster["spec"]["affinity"]["podAntiAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]
+    assert anti[0]["topologyKey"] == "kubernetes.io/hostname"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_our_processes_use_the_operators_connection_string_and_redis(name: str) -> None:
+    resources = rendered(name)
+    cluster = one(resources, "RabbitmqCluster", "zenoti-events-rabbitmq")
+    for deployment in of_kind(resources, "Deployment").values():
+        if deployment["metadata"]["name"] == "zenoti-events-redis":
+            continue
+        env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        amqp = env["ZENOTI_EVENTS_AMQP_URL"]["valueFrom"]["secretKeyRef"]
+        assert amqp == {"name": f"{cluster['metadata']['name']}-default-user",
+                        "key": "connection_string"}
+        redis = env["ZENOTI_EVENTS_REDIS_URL"]["valueFrom"]["secretKeyRef"]
+        assert redis["name"] == "zenoti-events-redis"
+
+
+# --- secrets -------------------------------------------------------------------------------
+
+def _secret_refs(node: Any) -> list[dict[str, Any]]:
+    if isinstance(node, dict):
+        found = [node["secretKeyRef"]] if "secretKeyRef" in node else []
+        if {"parameter", "name", "key"} <= node.keys():  # KEDA secretTargetRef
+            found.append({"name": node["name"], "key": node["key"]})
+        return found + [ref for value in node.values() for ref in _secret_refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in _secret_refs(value)]
+    return []
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_secrets_are_referenced_never_inlined(name: str) -> None:
+    resources = rendered(name)
+    assert not of_kind(resources, "Secret"), "no Secret object (and so no secret value) here"
+    refs = _secret_refs(resources)
+    assert refs
+    for ref in refs:
+        assert ref["key"] in SECRETS.get(ref["name"], set()), f"undocumented secret {ref}"
+    secret_like = re.compile(r"SECRET|KEY|PASS|TOKEN|AMQP_URL|REDIS_URL|TENANTS")
+    for deployment in of_kind(resources, "Deployment").values():
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            for env in container.get("env", []):
+                if secret_like.search(env["name"]):
+                    assert "value" not in env, f"{env['name']} inlined"
+    for key_ in config(name):
+        assert not secret_like.search(key_) or key_ in {
+            "ZENOTI_EVENTS_API_CALLS_PER_WINDOW", "ZENOTI_EVENTS_API_WINDOW_SECONDS",
+            "ZENOTI_EVENTS_API_SHORT_WAIT"}, f"{key_} in a ConfigMap"
+
+
+def test_the_ingress_never_holds_api_keys_and_workers_never_hold_webhook_secrets() -> None:
+    resources = rendered("prod")
+    ingress = _secret_refs(one(resources, "Deployment", "zenoti-events-ingress"))
+    assert "zenoti-events-zenoti-api" not in {r["name"] for r in ingress}
+    for handler in HANDLERS:
+        refs = _secret_refs(worker("prod", handler))
+        assert "zenoti-events-webhooks" not in {r["name"] for r in refs}
+
+
+# --- security and network ------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_pod_runs_non_root_read_only_without_capabilities(name: str) -> None:
+    for deployment in of_kind(rendered(name), "Deployment").values():
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True
+            assert context["allowPrivilegeEscalation"] is False
+            assert context["capabilities"] == {"drop": ["ALL"]}
+            assert "memory" in container["resources"]["limits"]
+
+
+def _selects(policy: Resource, labels: dict[str, str]) -> bool:
+    wanted = policy["spec"]["podSelector"].get("matchLabels", {})
+    return wanted.items() <= labels.items()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_only_the_ingress_is_reachable_from_outside(name: str) -> None:
+    resources = rendered(name)
+    policies = list(of_kind(resources, "NetworkPolicy").values())
+    deny = [p for p in policies if p["spec"]["podSelector"] == {} and "ingress" not in p["spec"]]
+    assert deny and deny[0]["spec"]["policyTypes"] == ["Ingress"], "default deny"
+    open_to_all = [(p["metadata"]["name"], rule) for p in policies
+                   for rule in p["spec"].get("ingress", []) if "from" not in rule]
+    assert len(open_to_all) == 1
+    policy_name, rule = open_to_all[0]
+    policy = one(resources, "NetworkPolicy", policy_name)
+    ingress_pod = one(resources, "Deployment", "zenoti-events-ingress")["spec"]["template"]
+    assert _selects(policy, ingress_pod["metadata"]["labels"])
+    assert rule["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    for handler in HANDLERS:  # workers: only metrics, only from the monitoring namespace
+        labels = worker(name, handler)["spec"]["template"]["metadata"]["labels"]
+        rules = [r for p in policies if p["spec"]["podSelector"] != {} and _selects(p, labels)
+                 for r in p["spec"]["ingress"]]
+        assert rules and all("namespaceSelector" in r["from"][0] for r in rules)
+
+
+# --- monitoring ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ALL)
+def test_ingress_workers_and_rabbitmq_are_scraped(name: str) -> None:
+    resources = rendered(name)
+    service = one(resources, "Service", "zenoti-events-ingress")
+    monitor = one(resources, "ServiceMonitor", "zenoti-events-ingress")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    ports = {p["name"] for p in service["spec"]["ports"]}
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports
+
+    pods = one(resources, "PodMonitor", "zenoti-events-worker")
+    for handler in HANDLERS:
+        labels = worker(name, handler)["spec"]["template"]["metadata"]["labels"]
+        assert pods["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        assert labels[pods["spec"]["jobLabel"]] == "zenoti-events-worker"
+    assert pods["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+
+    rabbit = one(resources, "ServiceMonitor", "zenoti-events-rabbitmq")
+    rabbit_selector = rabbit["spec"]["selector"]["matchLabels"]
+    assert rabbit_selector["app.kubernetes.io/name"] == "zenoti-events-rabbitmq"
+    paths = {e["path"]: e for e in rabbit["spec"]["endpoints"]}
+    assert set(paths) == {"/metrics", "/metrics/detailed"}
+    assert set(paths["/metrics/detailed"]["params"]["family"]) == {
+        "queue_coarse_metrics", "queue_consumer_count"}
+    assert {e["port"] for e in rabbit["spec"]["endpoints"]} == {"prometheus"}
