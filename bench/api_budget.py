@@ -144,7 +144,8 @@ async def collector(amqp: str) -> AsyncIterator[dict[str, float]]:
     async with connection:
         channel = await connection.channel()
         await channel.set_qos(500)
-        exchange = await channel.declare_exchange(topology.ENRICHED, "topic", durable=True)
+        await topology.declare(channel, [])
+        exchange = await channel.get_exchange(topology.ENRICHED)
         queue = await channel.declare_queue(exclusive=True)
         await queue.bind(exchange, "#")
 

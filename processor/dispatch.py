@@ -119,7 +119,9 @@ class Dispatcher:
             # Its copy was not confirmed: give the message back rather than risk losing it.
             self._log.warning("message.requeued", outcome=fate.outcome.value, error=str(exc))
             await message.nack(requeue=True)
-        self._metrics.messages.labels(handler=self.handler.name, outcome=fate.outcome.value).inc()
+        # Waiting for the API budget is not a failure: counted apart from retries.
+        label = "deferred" if fate.reason == "budget_exhausted" else fate.outcome.value
+        self._metrics.messages.labels(handler=self.handler.name, outcome=label).inc()
         if fate.outcome is not Outcome.ACK:
             self._log.warning(f"message.{fate.outcome.value}", reason=fate.reason,
                               detail=fate.detail)

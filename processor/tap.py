@@ -15,6 +15,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
+from processor import topology
 from processor.settings import Settings
 from processor.topology import ENRICHED
 
@@ -48,7 +49,8 @@ async def tap(settings: Settings, key: str, count: int, seconds: float) -> int:
 
     async with connection:
         channel = await connection.channel()
-        exchange = await channel.declare_exchange(ENRICHED, "topic", durable=True)
+        await topology.declare(channel, [])  # the exchanges, as the other processes make them
+        exchange = await channel.get_exchange(ENRICHED)
         queue = await channel.declare_queue(exclusive=True, auto_delete=True)
         await queue.bind(exchange, routing_key=key)
         await queue.consume(on_message)

@@ -9,7 +9,8 @@
     zenoti.h.<handler>.retry.<tier>   delay queues (TTL = tier) dead-lettering back to the work
                                       queue through the default exchange (processor.retry)
     zenoti.dead     direct: zenoti.h.<handler> ──> queue zenoti.h.<handler>.dead (parking lot)
-    zenoti.enriched topic: the handlers' output, for the users' own queues
+    zenoti.enriched topic: the handlers' output, for the users' own queues; output no queue
+                    is bound for goes to zenoti.enriched.unclaimed (alternate exchange + queue)
 
 Every queue is a durable quorum queue with a dead-letter target and at-least-once
 dead-lettering, so no message leaves a queue unless a consumer acked it. Only features present
@@ -34,6 +35,7 @@ EVENTS = "zenoti.events"
 UNROUTED = "zenoti.unrouted"
 DEAD = "zenoti.dead"
 ENRICHED = "zenoti.enriched"
+UNCLAIMED = "zenoti.enriched.unclaimed"
 # Quorum queues; dead-lettering at-least-once (RabbitMQ >= 3.10) needs reject-publish overflow.
 _SAFE_DEAD_LETTERING: FieldTable = {
     "x-queue-type": "quorum", "x-dead-letter-strategy": "at-least-once",
@@ -75,7 +77,14 @@ async def declare(
         EVENTS, ExchangeType.TOPIC, durable=True, arguments={"alternate-exchange": UNROUTED}
     )
     dead = await channel.declare_exchange(DEAD, ExchangeType.DIRECT, durable=True)
-    await channel.declare_exchange(ENRICHED, ExchangeType.TOPIC, durable=True)
+    # Output nobody has bound a queue for yet is kept, not refused: a missing consumer must not
+    # turn every handled event into a retry.
+    unclaimed = await channel.declare_exchange(UNCLAIMED, ExchangeType.FANOUT, durable=True)
+    kept = await channel.declare_queue(UNCLAIMED, durable=True, arguments=_parking(UNCLAIMED, ""))
+    await kept.bind(unclaimed)
+    await channel.declare_exchange(
+        ENRICHED, ExchangeType.TOPIC, durable=True, arguments={"alternate-exchange": UNCLAIMED}
+    )
     for binding in bindings:
         work = queue_name(binding.handler)
         queue = await channel.declare_queue(

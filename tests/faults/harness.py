@@ -69,7 +69,8 @@ async def prepare_outcome_queue(url: str) -> None:
     """A durable queue that keeps every enriched event, broker restarts included."""
     async with channel(url) as ch:
         await ch.queue_delete(OUTCOME)
-        exchange = await ch.declare_exchange(topology.ENRICHED, "topic", durable=True)
+        await topology.declare(ch, [])
+        exchange = await ch.get_exchange(topology.ENRICHED)
         queue = await ch.declare_queue(OUTCOME, durable=True,
                                        arguments={"x-queue-type": "quorum"})
         await queue.bind(exchange, "#")

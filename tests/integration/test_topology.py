@@ -65,3 +65,12 @@ async def test_a_broker_side_rejection_lands_in_the_handlers_parking_lot(url: st
         await message.reject(requeue=False)
     [dead] = await drain(url, "zenoti.h.package-status.dead", 1)
     assert dead.body == b"poison"
+
+
+async def test_output_no_queue_is_bound_for_is_kept_in_unclaimed(url: str) -> None:
+    async with channel(url) as ch:
+        await topology.declare(ch, TEST_BINDINGS)
+    await publish(url, topology.ENRICHED, "guest.membership.frozen", b'{"out": 1}')
+    [kept] = await drain(url, topology.UNCLAIMED, 1)
+    assert kept.body == b'{"out": 1}'
+    assert kept.routing_key == "guest.membership.frozen"
