@@ -45,8 +45,19 @@ def run_until_signalled(make: Callable[[asyncio.Event], Coroutine[Any, Any, None
             loop.add_signal_handler(sig, stop.set)
         await make(stop)
 
-    asyncio.run(runner())
+    run_loop(runner())
     return 0
+
+
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on uvloop where it is installed (it cuts the HTTP server's own cost by
+    about 15 %, docs/ingress-framework.md), else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def _ingress(args: argparse.Namespace, settings: Settings) -> int:
