@@ -7,9 +7,10 @@ Each run starts a fresh server process, warms it up, then drives it with
 ``wrk -t2 -c64 -d10s`` POSTing a ~1.5 KB JSON body. Rounds are interleaved (A, B, C, A, B, C, ...)
 so that slow drift on the machine hits every variant alike. Around the measured window it reads
 the CPU time of the server, the broker and wrk, and of the whole machine; what is left over is
-``other_cores``, the load that something else put on the machine during the run (noise). A run
-with more than ``--noise`` other cores is rerun (up to ``--retries`` times, within ``--budget``)
-and the quietest attempt kept; the discarded attempts are recorded too.
+``other_cores``, the load that something else put on the machine during the run (noise). Each
+run waits (briefly) for a quiet machine first; a run with more than ``--noise`` other cores is
+rerun (up to ``--retries`` times, within ``--budget``) and the quietest attempt kept; the
+discarded attempts are recorded too.
 Prints a table and writes ``bench/results/frameworks.json``.
 """
 
@@ -45,7 +46,7 @@ EXCHANGE = "bench.frameworks"
 QUEUE = "bench.frameworks.q"
 BODY_BYTES = 1500
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-QUIET_WAIT_S = 8.0  # longest wait for a quiet machine before a rerun
+QUIET_WAIT_S = 3.0  # longest wait for a quiet machine before a run
 NOISY_SPREAD = 0.10  # a variant whose req/s spread (max - min) / median exceeds this is flagged
 
 LUA_TEMPLATE = """\
@@ -367,10 +368,9 @@ class Schedule:
         """True if one more run still leaves time for every planned run not yet done."""
         if self.runs_done == 0:
             return False
-        per_run = self.elapsed() / self.runs_done
+        per_run = self.elapsed() / self.runs_done + QUIET_WAIT_S  # as if every wait were long
         runs_after_this_one = self.planned_runs - self.kept_runs - 1
-        needed = QUIET_WAIT_S + (runs_after_this_one + 1) * per_run
-        return self.elapsed() + needed <= self.budget_s
+        return self.elapsed() + (runs_after_this_one + 1) * per_run <= self.budget_s
 
 
 def disturbed(result: RunResult, options: argparse.Namespace) -> bool:
