@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from urllib.parse import unquote, urlparse
 
 import aio_pika
-from aio_pika.abc import AbstractChannel
+from aio_pika.abc import AbstractChannel, FieldValue
 
 from bench.workload import ROUTING_KEY, WORK_QUEUE, SignedDelivery
 from processor import topology
@@ -26,7 +26,11 @@ VHOST = "zenoti-bench"
 URL = os.environ.get("BENCH_AMQP_URL", f"amqp://guest:guest@127.0.0.1:5672/{VHOST}")
 SINK = "bench.enriched"
 BINDINGS = [topology.Binding("membership-freeze", (FREEZE,))]
-_RESET = (WORK_QUEUE, SINK, topology.UNROUTED, topology.dead_queue_name("membership-freeze"))
+COLLECTOR = "bench.e2e"
+_EXCHANGES = (topology.EVENTS, topology.UNROUTED, topology.DEAD, topology.ENRICHED,
+              topology.UNCLAIMED)
+_RESET = (WORK_QUEUE, SINK, topology.UNROUTED, topology.UNCLAIMED,
+          topology.dead_queue_name("membership-freeze"))
 
 
 def ensure_vhost() -> None:
@@ -53,12 +57,15 @@ async def reset() -> None:
 
 
 async def delete_all() -> None:
-    """Delete the queues the benchmarks declared (the vhost stays, empty)."""
+    """Delete what the benchmarks declared (the vhost stays, empty): also the exchanges, so
+    a run after a topology change of the project starts from a clean slate."""
     connection = await aio_pika.connect(URL)
     async with connection:
         channel = await connection.channel()
-        for name in _RESET:
+        for name in (*_RESET, COLLECTOR):
             await channel.queue_delete(name)
+        for exchange in _EXCHANGES:
+            await channel.exchange_delete(exchange)
 
 
 async def _declare_sink(channel: AbstractChannel) -> None:
@@ -87,8 +94,10 @@ async def prefill(items: Iterable[SignedDelivery], batch: int = 500) -> int:
 
 
 def _message(item: SignedDelivery) -> aio_pika.Message:
-    headers = {"tenant": "default", "event_type": FREEZE, "delivery_id": item.event_id,
-               "received_at": datetime.now(UTC).isoformat()}
+    headers: dict[str, FieldValue] = {
+        "tenant": "default", "event_type": FREEZE, "delivery_id": item.event_id,
+        "received_at": datetime.now(UTC).isoformat(),
+    }
     return aio_pika.Message(item.body, message_id=item.event_id, headers=headers,
                             content_type="application/json",
                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
@@ -101,3 +110,14 @@ async def depth(queue: str = WORK_QUEUE) -> int:
         channel = await connection.channel()
         declared = await channel.declare_queue(queue, passive=True)
         return declared.declaration_result.message_count or 0
+
+
+async def declare_collector(name: str) -> None:
+    """An uncapped, empty queue bound to every enriched event (the end-to-end probe)."""
+    connection = await aio_pika.connect(URL)
+    async with connection:
+        channel = await connection.channel()
+        enriched = await channel.get_exchange(topology.ENRICHED)
+        queue = await channel.declare_queue(name, durable=True)
+        await queue.bind(enriched, "#")
+        await queue.purge()

@@ -45,14 +45,35 @@ def machine_busy_seconds() -> float:
     return (sum(values[:8]) - values[3] - values[4]) / _TICKS
 
 
-def broker_pid() -> int | None:
-    """The RabbitMQ node's pid (``beam.smp``) when exactly one runs here, else ``None``."""
-    found = []
+def broker_pid(port: int = 5672) -> int | None:
+    """The pid of the ``beam.smp`` listening on ``port`` here (others may run, e.g. in
+    containers), else ``None``."""
+    inodes = _listening_inodes(port)
     for comm in Path("/proc").glob("[0-9]*/comm"):
         with contextlib.suppress(OSError):
-            if comm.read_text().strip() == "beam.smp":
-                found.append(int(comm.parent.name))
-    return found[0] if len(found) == 1 else None
+            if comm.read_text().strip() == "beam.smp" and _holds(comm.parent, inodes):
+                return int(comm.parent.name)
+    return None
+
+
+def _listening_inodes(port: int) -> set[str]:
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":  # LISTEN
+                    found.add(fields[9])
+    return found
+
+
+def _holds(process: Path, inodes: set[str]) -> bool:
+    with contextlib.suppress(OSError):
+        for fd in (process / "fd").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd).removeprefix("socket:[").removesuffix("]") in inodes:
+                    return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,12 +61,12 @@ def _filler(length: int) -> str:
     return (words * (length // len(words) + 1))[: max(length, 0)]
 
 
-def write_wrk_files(directory: Path, count: int, threads: int) -> list[Path]:
+def write_wrk_files(directory: Path, count: int, threads: int, prefix: str = "b") -> list[Path]:
     """One file per wrk thread, a line ``<signature>\\t<body>`` per request, ids disjoint."""
     paths = [directory / f"requests-{n}.txt" for n in range(threads)]
     handles = [path.open("w") for path in paths]
     try:
-        for index, delivery in enumerate(deliveries(count)):
+        for index, delivery in enumerate(deliveries(count, prefix=prefix)):
             handles[index % threads].write(f"{delivery.signature}\t{delivery.body.decode()}\n")
     finally:
         for handle in handles:

@@ -14,10 +14,12 @@ import argparse
 import asyncio
 import os
 import signal
+from collections.abc import Awaitable, Callable
 
 import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
+from bench.apps import loop
 from bench.apps.handler import HANDLER, OUTPUT_KEY, enrich
 from bench.broker import URL
 from bench.workload import WORK_QUEUE
@@ -28,7 +30,7 @@ from schemas.webhooks import MembershipFreezeData
 PREFETCH = int(os.environ.get("BENCH_PREFETCH", "32"))
 
 
-def handler(exchange: AbstractExchange):  # type: ignore[no-untyped-def]
+def handler(exchange: AbstractExchange) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
     """The consumer callback, publishing through ``exchange``."""
 
     async def on_message(message: AbstractIncomingMessage) -> None:
@@ -63,17 +65,16 @@ async def run() -> None:
         channel = await consuming.channel()
         await channel.set_qos(prefetch_count=PREFETCH)
         queue = await channel.get_queue(WORK_QUEUE, ensure=False)
-        await queue.consume(handler(exchange))
+        tag = await queue.consume(handler(exchange))
         await stop.wait()
+        await queue.cancel(tag)
+        await asyncio.sleep(0.5)  # let in-flight messages settle before the connections close
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--uvloop", action="store_true")
-    if parser.parse_args().uvloop:
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    loop.add_option(parser)
+    loop.install(parser.parse_args().loop)
     asyncio.run(run())
 
 

@@ -25,6 +25,7 @@ from faststream.rabbit import (
     RabbitQueue,
 )
 
+from bench.apps import loop
 from bench.apps.handler import HANDLER, OUTPUT_KEY, enrich
 from bench.broker import URL
 from bench.workload import WORK_QUEUE
@@ -55,11 +56,8 @@ async def handle(envelope: Envelope, message: RabbitMessage) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--uvloop", action="store_true")
-    if parser.parse_args().uvloop:
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    loop.add_option(parser)
+    loop.install(parser.parse_args().loop)
     logging.basicConfig(level=logging.INFO)
     asyncio.run(FastStream(broker).run())
 

@@ -2,16 +2,21 @@
 
 Settings come from the environment (``ZENOTI_EVENTS_*``) as in production. The one change is
 plugin discovery: it finds ``bench.apps.handler:CachedFreeze`` instead of the installed entry
-points, and checks it the same way. ``--uvloop`` runs the event loop on uvloop.
+points, and checks it the same way. ``--loop`` picks the event loop. With
+``BENCH_TASKS_FILE`` set, the number of asyncio tasks is appended to that file every half
+second (the soak scenario watches it for leaks).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import time
 from collections.abc import Sequence
 from importlib.metadata import EntryPoint
 
+from bench.apps import loop
 from processor import cli, logs, plugins, services
 from processor.handler import ENTRY_POINT_GROUP
 from processor.settings import Settings
@@ -24,17 +29,32 @@ def _discover(enabled: Sequence[str] | None = None) -> list[plugins.LoadedHandle
     return plugins.load([_POINT], enabled)
 
 
+async def _count_tasks(path: str) -> None:
+    with open(path, "a") as out:
+        while True:
+            out.write(f"{time.monotonic():.3f} {len(asyncio.all_tasks()) - 1}\n")
+            out.flush()
+            await asyncio.sleep(0.5)
+
+
+async def _run(settings: Settings, stop: asyncio.Event) -> None:
+    path = os.environ.get("BENCH_TASKS_FILE")
+    watcher = asyncio.create_task(_count_tasks(path)) if path else None
+    try:
+        await services.run_worker(settings, stop)
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--uvloop", action="store_true")
-    if parser.parse_args().uvloop:
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    loop.add_option(parser)
+    loop.install(parser.parse_args().loop, ours=True)
     settings = Settings()
     logs.configure(settings.log_format, settings.log_level)
-    plugins.discover = _discover  # type: ignore[assignment]  # the bench handler instead
-    return cli.run_until_signalled(lambda stop: services.run_worker(settings, stop))
+    plugins.discover = _discover  # the bench handler instead of the installed entry points
+    return cli.run_until_signalled(lambda stop: _run(settings, stop))
 
 
 if __name__ == "__main__":
