@@ -11,27 +11,15 @@ import random
 from datetime import timedelta
 
 from processor.sandbox.organisation import Organisation, new_id
-from processor.sandbox.payloads import Json, center_ref, when
+from processor.sandbox.payloads import Json, center_ref, membership_base, when
 from processor.sandbox.records import GuestpassRedemption, Membership, Package
-
-
-def _membership_base(org: Organisation, record: Membership) -> Json:
-    return {
-        "user_membership_id": record.id,
-        "group_user_membership_id": record.invoice_id,
-        "status": record.status,
-        "recurrence_status": record.recurrence_status,
-        "expiry_date": when(record.expiry_date),
-        "member_code": record.member_code,
-        "center": center_ref(org.centers[record.center_id]),
-    }
 
 
 def membership_freeze(org: Organisation, record: Membership) -> Json:
     """``Guest.Membership.Freeze``; ``record`` should be frozen (its freeze is reported)."""
     freeze = record.freeze
     return {
-        **_membership_base(org, record),
+        **membership_base(org, record),
         "next_collection_date": when(record.next_collection_date),
         "freeze": None if freeze is None else {
             "start_date": when(freeze.start_date), "end_date": when(freeze.end_date),
@@ -44,7 +32,7 @@ def membership_reinstate(org: Organisation, record: Membership) -> Json:
     """A cut-down ``Guest.Membership.Reinstate``: no handler serves it."""
     sale = org.invoices[record.invoice_id]
     return {
-        **_membership_base(org, record),
+        **membership_base(org, record),
         "is_refunded": False,
         "invoice": {"id": sale.id, "no": sale.number, "receipt_no": sale.receipt_number,
                     "status": 4},

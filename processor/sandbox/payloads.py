@@ -70,8 +70,8 @@ def center_ref(center: Center) -> Json:
     return {"id": center.id, "name": center.name}
 
 
-def membership_item(org: Organisation, record: Membership) -> Json:
-    freeze = record.freeze
+def membership_base(org: Organisation, record: Membership) -> Json:
+    """The fields a membership shows both in the API's lists and in its webhooks."""
     return {
         "user_membership_id": record.id,
         "group_user_membership_id": record.invoice_id,
@@ -79,8 +79,15 @@ def membership_item(org: Organisation, record: Membership) -> Json:
         "recurrence_status": record.recurrence_status,
         "expiry_date": when(record.expiry_date),
         "member_code": record.member_code,
-        "next_collection_date": when(record.next_collection_date),
         "center": center_ref(org.centers[record.center_id]),
+    }
+
+
+def membership_item(org: Organisation, record: Membership) -> Json:
+    freeze = record.freeze
+    return {
+        **membership_base(org, record),
+        "next_collection_date": when(record.next_collection_date),
         "membership": {"id": record.plan.id, "name": record.plan.name, "code": record.plan.code,
                        "type": record.plan.type, "guestpass_total": record.guestpass_total,
                        "guestpass_balance": record.guestpass_balance},
