@@ -35,7 +35,7 @@ _RESET = (WORK_QUEUE, SINK, topology.UNROUTED, topology.UNCLAIMED,
 
 def ensure_vhost() -> None:
     """Create the vhost (and the user's permissions) with ``rabbitmqctl`` when it is missing."""
-    vhost = unquote(urlparse(URL).path.lstrip("/")) or "/"
+    vhost = vhost_name()
     listed = subprocess.run(["rabbitmqctl", "-q", "list_vhosts"], capture_output=True,
                             text=True, check=True).stdout.split()
     if vhost not in listed:
@@ -57,15 +57,27 @@ async def reset() -> None:
 
 
 async def delete_all() -> None:
-    """Delete what the benchmarks declared (the vhost stays, empty): also the exchanges, so
-    a run after a topology change of the project starts from a clean slate."""
+    """Delete what the benchmarks declared (the vhost stays, empty): every queue in it (our
+    processes declare the whole topology: retry tiers, parking lots) and the exchanges, so a
+    run after a topology change of the project starts from a clean slate."""
     connection = await aio_pika.connect(URL)
     async with connection:
         channel = await connection.channel()
-        for name in (*_RESET, COLLECTOR):
+        for name in {*_RESET, COLLECTOR, *_listed_queues()}:
             await channel.queue_delete(name)
         for exchange in _EXCHANGES:
             await channel.exchange_delete(exchange)
+
+
+def vhost_name() -> str:
+    """The vhost of ``URL``."""
+    return unquote(urlparse(URL).path.lstrip("/")) or "/"
+
+
+def _listed_queues() -> list[str]:
+    listed = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost_name(), "name"],
+                            capture_output=True, text=True, check=False).stdout.split()
+    return [name for name in listed if name != "name"]
 
 
 async def _declare_sink(channel: AbstractChannel) -> None:

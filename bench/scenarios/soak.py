@@ -6,7 +6,8 @@ vhost); then the events up to 60%, and up to 100%, each time measured idle again
 consumes while they arrive). Comparing idle states keeps in-flight work (up to the prefetch,
 plus aio-pika's per-message tasks) out of the comparison: any growth is something kept.
 One thing is kept by design: the in-process de-duplication store (``dedupe_memory_keys``,
-100,000 keys by default) fills until its bound, so from 60% on RSS must be flat.
+100,000 keys by default) fills until its bound, after 100,000 events; to see the rest alone,
+run ``ZENOTI_EVENTS_DEDUPE_MEMORY_KEYS=1000 python -m bench soak``.
 """
 
 from __future__ import annotations
@@ -72,9 +73,6 @@ def run(options: Options) -> Measured:
 def _goals(measured: Measured, figures: dict[str, float]) -> None:
     growth = figures["rss_growth"]
     measured.goal("RSS growth from 10% to 100% < 10%", growth, growth < 0.10, "{:.1%}")
-    flat = figures["rss_growth_60"]
-    measured.goal("RSS growth from 60% to 100% (dedupe store full) < 2%", flat, flat < 0.02,
-                  "{:.1%}")
     channels = figures["channels_100"] - figures["channels_10"]
     measured.goal("no growth in open channels", channels, channels <= 0, "{:+.0f}")
     tasks = figures["tasks_100"] - figures["tasks_10"]
@@ -100,4 +98,4 @@ def _channels() -> int:
     """Open channels in the benchmark vhost (only the worker's are open at that moment)."""
     listed = subprocess.run(["rabbitmqctl", "-q", "list_channels", "vhost"],
                             capture_output=True, text=True, check=False).stdout
-    return sum(1 for line in listed.splitlines() if line.strip() == broker.VHOST)
+    return sum(1 for line in listed.splitlines() if line.strip() == broker.vhost_name())
