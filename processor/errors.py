@@ -4,7 +4,8 @@ The tree::
 
     ZenotiEventsError
     ├── ConfigError                 settings or plugins are wrong; the process refuses to start
-    │   └── PluginError             every problem found while loading handler plugins, at once
+    │   ├── PluginError             every problem found while loading handler plugins, at once
+    │   └── TopologyMismatch        a queue or exchange exists with other arguments
     ├── DeliveryRejected            the ingress refuses a delivery (carries the HTTP status)
     │   ├── InvalidSignature        401: missing or wrong ``zenoti-webhook-signature``
     │   ├── PayloadTooLarge         413: body over the configured cap
@@ -14,11 +15,16 @@ The tree::
     └── HandlingError               raised while a worker handles a message; its type is its fate
         ├── PermanentError          dead letter: retrying cannot help
         │   ├── InvalidPayload      the message or its ``data`` fails validation
-        │   └── ResourceNotFound    Zenoti says the resource does not exist
+        │   ├── ResourceNotFound    Zenoti says the resource does not exist
+        │   └── PublishRefused      the broker refuses this message itself (too large, a bad
+        │                           property): not the broker being away, so never a retry
         └── TransientError          retry: the same message may succeed later
             ├── RateLimited         Zenoti answered 429 (carries ``retry_after`` seconds)
             │   └── BudgetExhausted our shared budget has no token soon enough: wait in the broker
-            └── ZenotiUnavailable   5xx, timeouts, connection errors from the Zenoti API
+            ├── ZenotiUnavailable   5xx, timeouts, connection errors from the Zenoti API
+            ├── UnexpectedResponse  Zenoti answered 2xx in a shape we do not know (retried, then
+            │                       parked as ``unexpected_response``)
+            └── HandlerTimeout      ``handle`` ran past its deadline (``HANDLER_TIMEOUT``)
 
 Fate: ``processor.fate.decide`` maps a raised exception to ack, retry or dead letter. Any
 exception outside ``HandlingError`` counts as transient there, so a bug never loses a message.
@@ -43,6 +49,11 @@ class PluginError(ConfigError):
         self.problems = list(problems)
         listing = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"{len(self.problems)} handler plugin problem(s):\n{listing}")
+
+
+class TopologyMismatch(ConfigError):
+    """A queue or exchange already exists with other arguments (the broker answered
+    ``PRECONDITION_FAILED``): the message names which one and what differs."""
 
 
 class DeliveryRejected(ZenotiEventsError):
@@ -100,6 +111,13 @@ class ResourceNotFound(PermanentError):
     reason = "resource_not_found"
 
 
+class PublishRefused(PermanentError):
+    """The broker refused the message itself (over its size limit, a property it rejects):
+    publishing the same bytes again cannot succeed, unlike ``BrokerUnavailable``."""
+
+    reason = "publish_refused"
+
+
 class TransientError(HandlingError):
     """The same message may succeed later: it is retried."""
 
@@ -125,3 +143,16 @@ class BudgetExhausted(RateLimited):
 
 class ZenotiUnavailable(TransientError):
     reason = "zenoti_unavailable"
+
+
+class UnexpectedResponse(TransientError):
+    """Zenoti answered 2xx with a body of a shape we do not know (e.g. a list without its
+    wrapper key): retried, since it may be a passing fault, and parked when retries run out."""
+
+    reason = "unexpected_response"
+
+
+class HandlerTimeout(TransientError):
+    """A handler's ``handle`` did not finish within its deadline; the message is retried."""
+
+    reason = "handler_timeout"
