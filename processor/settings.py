@@ -38,11 +38,16 @@ class Settings(BaseSettings):
     amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
     zenoti_api_url: str = "https://api.zenoti.com"
     zenoti_api_timeout: float = 8.0
+    # Overall deadline of one Zenoti request (httpx's timeout bounds each read, not the whole).
+    zenoti_call_deadline: float = Field(default=10.0, gt=0)
     # The default tenant, served on /webhooks/zenoti.
     webhook_secrets: list[SecretStr] = Field(default_factory=list)
     api_key: SecretStr = SecretStr("")
     # More tenants, on /webhooks/zenoti/{name}: JSON {"name": {"webhook_secrets": [...], ...}}
     tenants: dict[str, TenantSettings] = Field(default_factory=dict)
+    # A tenant without webhook secrets accepts unsigned (forgeable) deliveries: refused at
+    # start-up unless this is set explicitly (the demo and tests do).
+    allow_unsigned: bool = False
 
     ingress_host: str = "0.0.0.0"
     ingress_port: int = 8080
@@ -50,9 +55,20 @@ class Settings(BaseSettings):
     confirm_timeout: float = 5.0
     retry_after_seconds: int = 30
     ingress_drain_seconds: float = 2.0  # unready before closing, so balancers stop sending
+    # Slow clients: a request's headers, then its body, must arrive within these (Zenoti itself
+    # gives up after 10 s); at most this many connections at once; shutdown within the grace.
+    ingress_header_timeout: float = Field(default=5.0, gt=0)
+    ingress_body_timeout: float = Field(default=5.0, gt=0)
+    ingress_max_connections: int = Field(default=1000, ge=1)
+    ingress_shutdown_grace: float = Field(default=10.0, ge=0)
+    # The broker's max_message_size (RabbitMQ 4 defaults to 16 MiB, 3.x to 128 MiB): the body
+    # cap plus headers must fit under it, checked at start-up.
+    broker_max_message_size: int = Field(default=16 * 1024 * 1024, ge=4096)
 
     worker_metrics_port: int = 9100
     prefetch: int = 32
+    # A handler's ``handle`` gets this long per message; past it the message is retried.
+    handler_timeout: float = Field(default=60.0, gt=0)
     shutdown_grace: float = 20.0
     reconnect_max_delay: float = 10.0
     # Override a handler's event types: JSON {"membership-freeze": ["Guest.Membership.Freeze"]}
@@ -62,6 +78,9 @@ class Settings(BaseSettings):
     retry_tiers: list[float] = Field(default_factory=lambda: [5.0, 30.0, 120.0, 600.0, 3600.0])
     retry: RetryLimits = Field(default_factory=RetryLimits)
     handler_retry: dict[str, RetryLimits] = Field(default_factory=dict)
+    # Retry age compares this worker's clock with the first failure's: a first failure
+    # stamped further than this in the future (another pod's skewed clock) counts as now.
+    retry_clock_skew: float = Field(default=300.0, ge=0)
     # Quorum queues dead-letter a message delivered this many times without an ack (a worker
     # that crashes on it): the poison-message bound.
     delivery_limit: int = Field(default=10, ge=1)
