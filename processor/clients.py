@@ -93,4 +93,5 @@ class ZenotiClients:
             budget=self._budget_factory(name), metrics=self._metrics,
             retries=self._settings.api_retries, backoff=self._settings.api_retry_backoff,
             short_wait=self._settings.api_short_wait, cache=self._cache,
+            deadline=self._settings.zenoti_call_deadline,
         )

@@ -12,11 +12,18 @@ Answers are cached per kind of resource and concurrent identical requests share 
 (``processor.cache``, ``processor.coalesce``); ``bound(received_at)`` gives the view of one
 event, whose membership and package lists must be fetched after it was received.
 
+Each request ends within ``deadline`` seconds in all, body included: httpx's own timeout
+bounds each read, so a server dripping a byte every few seconds would otherwise hold the
+message (and its prefetch slot) for minutes. Past the deadline: ``ZenotiUnavailable``.
+
 A failed call is retried in place, at most ``retries`` times, when that is cheap: after a 5xx,
 a timeout or a connection error (short jittered backoff), and after a 429 whose
 ``Retry-After`` is at most ``short_wait`` seconds (the budget holds every call of the tenant
 until then). Longer waits raise, so the message waits in a delay queue instead of holding a
-prefetch slot (``processor.retry``).
+prefetch slot (``processor.retry``). Every attempt waits at most ``short_wait`` for a token
+(a short 429 pause included) and ``deadline`` for its answer, so the API part of one call,
+retries included, lasts at most ``(retries + 1) * (short_wait + deadline)`` plus the backoffs
+``backoff * 1.5 * (2**retries - 1)``: 36.9 s with the default settings.
 """
 
 from __future__ import annotations
@@ -79,9 +86,10 @@ class ZenotiClient:
     def __init__(
         self, http: httpx.AsyncClient, *, tenant: str, api_key: SecretStr, budget: Budget,
         metrics: Metrics, retries: int = 0, backoff: float = 0.2, short_wait: float = 2.0,
-        cache: ApiCache | None = None,
+        cache: ApiCache | None = None, deadline: float = 10.0,
     ) -> None:
         self._http = http
+        self._deadline = deadline
         self._cache: ApiCache = cache or MemoryCache()
         self._flights: Coalescer[Body] = Coalescer(self._joined)
         self._fresh_after: float | None = None
@@ -192,10 +200,12 @@ class ZenotiClient:
         auth = {"Authorization": f"apikey {self._api_key.get_secret_value()}"}
         started = time.perf_counter()
         try:
-            response = await self._http.get(call.path, params=call.params, headers=auth)
-        except httpx.TimeoutException as exc:
+            async with asyncio.timeout(self._deadline):
+                response = await self._http.get(call.path, params=call.params, headers=auth)
+        except (httpx.TimeoutException, TimeoutError) as exc:
             self._record(call, "timeout", started)
-            message = f"Zenoti did not answer in time for {call.subject}"
+            within = f"within {self._deadline:g} s" if isinstance(exc, TimeoutError) else "in time"
+            message = f"Zenoti did not answer {within} for {call.subject}"
             raise ZenotiUnavailable(self._say(message)) from exc
         except httpx.RequestError as exc:
             self._record(call, "error", started)
