@@ -8,7 +8,7 @@ doc samples, including what they lack: Freeze and package events carry no ``gues
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from processor.sandbox.organisation import Organisation, new_id
 from processor.sandbox.payloads import Json, center_ref, membership_base, when
@@ -89,6 +89,30 @@ def package_status(org: Organisation, record: Package) -> Json:
         "never_expires": False,
         "has_first_redemption": any(service.used for service in record.services),
         "expiration_days": (record.end - record.start).days,
+    }
+
+
+def package_redemption(org: Organisation, record: Package, moment: datetime,
+                       rng: random.Random) -> Json:
+    """A ``Guest.Package.Redemption``: the package base plus one service redeemed at
+    ``moment`` on a booking invoice drawn from ``rng`` (no handler serves it)."""
+    service = rng.choice(record.services)
+    center = center_ref(org.centers[record.center_id])
+    booking = new_id(rng)
+    return {
+        **package_status(org, record),
+        "service_redemptions": [{
+            "invoice": {"status": 4, "id": booking, "no": f"R{rng.randint(10_000, 99_999)}",
+                        "item_id": new_id(rng)},
+            "service": {"id": service.id, "name": service.name},
+            "service_type_info": {"service_category_type": 0, "id": service.id,
+                                  "name": service.name},
+            "therapist": {"id": new_id(rng), "name": "Sam Rivera"},
+            # Zenoti writes this one date with a space and milliseconds (REFERENCE 3.7).
+            "usage_date": f"{moment:%Y-%m-%d %H:%M:%S}.{moment.microsecond // 1000:03d}",
+            "center": center,
+        }],
+        "product_redemptions": [],
     }
 
 
