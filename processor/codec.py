@@ -18,6 +18,9 @@ from processor.handler import Event
 from schemas.envelope import Envelope
 
 _MAX_LISTED = 5
+# AMQP short strings (message_id, routing key) hold at most 255 bytes.
+SHORTSTR_BYTES = 255
+_KEPT_BYTES = 160
 
 
 def describe(exc: ValidationError) -> str:
@@ -42,9 +45,27 @@ def parse_envelope(body: bytes) -> Envelope:
         raise InvalidEnvelope(f"invalid envelope: {describe(exc)}") from None
 
 
-def event_key(envelope: Envelope, body: bytes) -> str:
+def event_key(envelope: Envelope | None, body: bytes) -> str:
     """The idempotency key: ``event_id``, else ``id``, else a hash of the body."""
-    return envelope.key or "sha256:" + hashlib.sha256(body).hexdigest()[:32]
+    return (envelope.key if envelope else None) or (
+        "sha256:" + hashlib.sha256(body).hexdigest()[:32])
+
+
+def bounded(value: str, limit: int = SHORTSTR_BYTES) -> str:
+    """``value`` if it fits ``limit`` UTF-8 bytes, else its readable head and a SHA-256 of the
+    whole: ``<first 160 bytes>~<40 hex>``, stable and distinct for distinct values. The original
+    travels in headers and body; only AMQP's short-string fields get the bounded form."""
+    raw = value.encode()
+    if len(raw) <= limit:
+        return value
+    head = raw[:_KEPT_BYTES].decode(errors="ignore")
+    return f"{head}~{hashlib.sha256(raw).hexdigest()[:40]}"
+
+
+def scoped_key(tenant: str, key: str) -> str:
+    """The message id of an event of ``tenant``: ``<tenant>:<key>``, bounded. Tenant names
+    hold no ``:``, so two tenants' ids never meet however their event ids are chosen."""
+    return bounded(f"{tenant}:{key}")
 
 
 def decode_event(

@@ -3,11 +3,13 @@
 A message is acked only after the handler returned and its output was confirmed, or after its
 retry copy or dead letter was confirmed by the broker: at every instant the message exists in
 at least one queue. If even that publish fails, the message is nacked back to its queue.
-An event this handler already handled (same key, remembered by ``done``) is acked unrun.
+An event this handler already handled (same tenant and key, remembered by ``done``) is acked
+unrun. ``handle`` gets ``handler_timeout`` seconds; past it the message is retried.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -18,14 +20,15 @@ from pydantic import BaseModel
 from structlog.typing import FilteringBoundLogger
 
 from processor.clients import ZenotiClients
-from processor.codec import decode_event
+from processor.codec import bounded, decode_event, scoped_key
 from processor.dedupe import Deduplicator
-from processor.errors import BrokerUnavailable, PermanentError
+from processor.errors import BrokerUnavailable, HandlerTimeout, PermanentError
 from processor.fate import Fate, Outcome, decide
 from processor.handler import Context, Event, Handler
 from processor.metrics import Metrics
 from processor.publisher import ConfirmedPublisher, headers_of
 from processor.retry import ATTEMPT, Delay, RetryPolicy
+from processor.settings import DEFAULT_TENANT
 from processor.topology import DEAD, ENRICHED, queue_name
 
 
@@ -35,7 +38,7 @@ class Dispatcher:
     def __init__(
         self, handler: Handler, *, publisher: ConfirmedPublisher, clients: ZenotiClients,
         tenants: frozenset[str], retry: RetryPolicy, done: Deduplicator, metrics: Metrics,
-        log: FilteringBoundLogger, confirm_timeout: float = 5.0,
+        log: FilteringBoundLogger, confirm_timeout: float = 5.0, handler_timeout: float = 60.0,
     ) -> None:
         self.handler = handler
         self.queue = queue_name(handler.name)
@@ -47,6 +50,7 @@ class Dispatcher:
         self._metrics = metrics
         self._log = log
         self._timeout = confirm_timeout
+        self._handler_timeout = handler_timeout
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         name = self.handler.name
@@ -66,25 +70,44 @@ class Dispatcher:
                 )
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
-        done_key = f"{self.handler.name}:{message.message_id}"
-        if message.message_id and await self._done.seen(done_key):
+        done_key = self._done_key(message)
+        if done_key and await self._done.seen(done_key):
             await message.ack()
             self._metrics.messages.labels(handler=self.handler.name, outcome="duplicate").inc()
             self._log.info("message.duplicate")
             return
         fate = await self._run(message)
-        if fate.outcome is Outcome.ACK and message.message_id:
+        if fate.outcome is Outcome.ACK and done_key:
             await self._done.remember(done_key)
         await self._settle(message, fate)
+
+    def _done_key(self, message: AbstractIncomingMessage) -> str | None:
+        """``<handler>:<tenant>:<key>``. The ingress's message ids already start with the
+        tenant; an id from elsewhere (a hand-made or pre-upgrade message) is scoped here."""
+        message_id = message.message_id
+        if not message_id:
+            return None
+        tenant = _header(message.headers, "tenant") or DEFAULT_TENANT
+        if not message_id.startswith(f"{tenant}:"):
+            message_id = scoped_key(tenant, message_id)
+        return f"{self.handler.name}:{message_id}"
 
     async def _run(self, message: AbstractIncomingMessage) -> Fate:
         try:
             tenant = self._tenant_of(message)
             event = decode_event(message.body, self.handler.schema, message.headers, tenant)
-            await self.handler.handle(event, self._context(event))
+            await self._handle(event)
         except Exception as exc:
             return decide(exc)
         return decide(None)
+
+    async def _handle(self, event: Event[Any]) -> None:
+        try:
+            async with asyncio.timeout(self._handler_timeout):
+                await self.handler.handle(event, self._context(event))
+        except TimeoutError:
+            raise HandlerTimeout(f"handle did not finish within {self._handler_timeout:g} s"
+                                 ) from None
 
     def _tenant_of(self, message: AbstractIncomingMessage) -> str:
         tenant = _header(message.headers, "tenant") or "default"
@@ -96,7 +119,8 @@ class Dispatcher:
         async def publish(name: str, model: BaseModel) -> None:
             await self._publisher.publish(
                 ENRICHED, name, model.model_dump_json().encode(),
-                message_id=f"{event.key}:{self.handler.name}:{name}",
+                message_id=bounded(f"{scoped_key(event.tenant, event.key)}:{self.handler.name}"
+                                   f":{name}"),
                 headers=headers_of({"tenant": event.tenant, "handler": self.handler.name,
                                     "source_event_type": event.event_type,
                                     "received_at": event.received_at}),
@@ -119,10 +143,12 @@ class Dispatcher:
             # Its copy was not confirmed: give the message back rather than risk losing it.
             self._log.warning("message.requeued", outcome=fate.outcome.value, error=str(exc))
             await message.nack(requeue=True)
-        # Waiting for the API budget is not a failure: counted apart from retries.
-        label = "deferred" if fate.reason == "budget_exhausted" else fate.outcome.value
+        # Waiting for the API budget is not a failure: counted apart from retries, and not
+        # logged per message (the budget logs its own state once per cause).
+        deferred = fate.reason == "budget_exhausted"
+        label = "deferred" if deferred else fate.outcome.value
         self._metrics.messages.labels(handler=self.handler.name, outcome=label).inc()
-        if fate.outcome is not Outcome.ACK:
+        if fate.outcome is not Outcome.ACK and not deferred:
             self._log.warning(f"message.{fate.outcome.value}", reason=fate.reason,
                               detail=fate.detail)
 

@@ -9,6 +9,7 @@ The tree::
     ├── DeliveryRejected            the ingress refuses a delivery (carries the HTTP status)
     │   ├── InvalidSignature        401: missing or wrong ``zenoti-webhook-signature``
     │   ├── PayloadTooLarge         413: body over the configured cap
+    │   ├── BodyTimeout             408: the body did not arrive within its deadline
     │   ├── UnknownTenant           404: no tenant of that name is configured
     │   └── InvalidEnvelope         400: not JSON, not an object, or a required field is wrong
     ├── BrokerUnavailable           the broker did not confirm in time, nacked, or is away
@@ -75,6 +76,11 @@ class InvalidSignature(DeliveryRejected):
 class PayloadTooLarge(DeliveryRejected):
     status = 413
     code = "payload_too_large"
+
+
+class BodyTimeout(DeliveryRejected):
+    status = 408
+    code = "body_timeout"
 
 
 class UnknownTenant(DeliveryRejected):

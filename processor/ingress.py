@@ -2,13 +2,22 @@
 
 Per delivery (``POST|PUT|PATCH /webhooks/zenoti[/{tenant}]``):
 
-1. unknown tenant -> 404; body over ``max_body_bytes`` -> 413
+1. unknown tenant -> 404; body over ``max_body_bytes`` -> 413; body not in within
+   ``ingress_body_timeout`` -> 408
 2. empty body -> 200, nothing published (Zenoti's unsigned "test trigger")
 3. ``zenoti-webhook-signature`` checked against the tenant's secrets -> 401
-4. the envelope parsed -> 400 naming the problem
+4. the envelope parsed. A *signed* body that is not the envelope (not JSON, ``data`` not an
+   object, no ``event_type``) is still accepted: parked in ``zenoti.unrouted`` with reason
+   ``invalid_envelope`` and answered 202, because every 4xx Zenoti gets for a signed delivery
+   counts towards switching the webhook off. 400 naming the problem only for a tenant that
+   accepts unsigned deliveries (``ALLOW_UNSIGNED``), where anyone could have sent it.
 5. the raw bytes published to ``zenoti.events`` (routing key = normalised event type), and
    202 only after the broker's confirm; no confirm within ``confirm_timeout`` -> 503 with
    ``Retry-After``, so Zenoti sends it again. Never a 2xx for an unconfirmed message.
+
+Keys are per tenant: the message id is ``<tenant>:<event key>`` (bounded to AMQP's 255 bytes,
+the original in the ``event_id`` header), and de-duplication remembers that id, so two
+organisations' deliveries never collide however their ids are chosen.
 
 Errors are JSON: ``{"error": "<code>", "message": "<what is wrong>"}``; they never echo secrets.
 """
@@ -25,15 +34,24 @@ from prometheus_client import Counter
 from structlog.typing import FilteringBoundLogger
 
 from processor import probes, signature
-from processor.codec import event_key, parse_envelope
+from processor.codec import event_key, parse_envelope, scoped_key
 from processor.dedupe import Deduplicator, MemoryDeduplicator
-from processor.errors import BrokerUnavailable, DeliveryRejected, PayloadTooLarge, UnknownTenant
+from processor.errors import (
+    BodyTimeout,
+    BrokerUnavailable,
+    DeliveryRejected,
+    InvalidEnvelope,
+    PayloadTooLarge,
+    UnknownTenant,
+)
 from processor.metrics import Metrics
 from processor.publisher import ConfirmedPublisher, headers_of
 from processor.settings import DEFAULT_TENANT, Settings, TenantSettings
-from processor.topology import EVENTS
+from processor.topology import EVENTS, UNROUTED
+from schemas.envelope import routing_key
 
 WEBHOOK_PATH = "/webhooks/zenoti"
+_SHOWN = 64  # characters of a caller-chosen name (tenant path) that logs and errors show
 
 
 class Ingress:
@@ -78,30 +96,69 @@ class Ingress:
     async def _accept(self, request: web.Request, tenant: str) -> web.Response:
         config = self._tenants.get(tenant)
         if config is None:
-            raise UnknownTenant(f"no tenant named {tenant!r} is configured")
-        body = await self._read(request)
+            raise UnknownTenant(f"no tenant named {_shown(tenant)} is configured")
+        try:
+            async with asyncio.timeout(self._settings.ingress_body_timeout):
+                body = await self._read(request)
+        except TimeoutError:
+            raise BodyTimeout(f"body not received within "
+                              f"{self._settings.ingress_body_timeout:g} s") from None
         if not body:
             self._count(tenant, "ping", 200)
             return web.json_response({"status": "ok", "detail": "empty body: test trigger"})
+        signed = bool(config.webhook_secrets)
         signature.verify(body, request.headers.get(signature.HEADER), config.webhook_secrets)
-        envelope = parse_envelope(body)
+        if not signed:
+            self._metrics.unsigned.labels(tenant=tenant).inc()
+        try:
+            envelope = parse_envelope(body)
+        except InvalidEnvelope as exc:
+            if not signed:
+                raise
+            return await self._park(tenant, body, exc)
         key = event_key(envelope, body)
-        if await self._accepted.seen(key):
+        return await self._publish(
+            tenant, key, body, envelope.routing_key, event_type=envelope.event_type,
+            delivery_id=envelope.id,
+        )
+
+    async def _park(self, tenant: str, body: bytes, problem: InvalidEnvelope) -> web.Response:
+        """Keep a signed body that is not the envelope in ``zenoti.unrouted``, with why."""
+        key, event_type = _loose_identity(body)
+        self._log.info("delivery.parked", tenant=tenant, reason="invalid_envelope",
+                       detail=problem.message)
+        return await self._publish(
+            tenant, key, body, routing_key(event_type or "invalid"), exchange=UNROUTED,
+            event_type=event_type, outcome="parked",
+            extra={"x-zenoti-reason": "invalid_envelope", "x-zenoti-error": problem.message,
+                   "x-zenoti-dead-at": datetime.now(UTC).isoformat()},
+        )
+
+    async def _publish(
+        self, tenant: str, key: str, body: bytes, key_for_routing: str, *,
+        exchange: str = EVENTS, event_type: str | None = None, delivery_id: str | None = None,
+        outcome: str = "accepted", extra: dict[str, str] | None = None,
+    ) -> web.Response:
+        """Publish ``body`` under the tenant-scoped id of ``key`` unless already accepted;
+        202 once confirmed, 200 for a duplicate."""
+        message_id = scoped_key(tenant, key)
+        if await self._accepted.seen(message_id):
             self._count(tenant, "duplicate", 200)
             return _answer("duplicate", key, 200)
         started = time.perf_counter()
         await self._publisher.publish(
-            EVENTS, envelope.routing_key, body, message_id=key,
+            exchange, key_for_routing, body, message_id=message_id,
             headers=headers_of({
-                "tenant": tenant, "event_type": envelope.event_type,
-                "received_at": datetime.now(UTC).isoformat(), "delivery_id": envelope.id,
+                "tenant": tenant, "event_type": event_type, "event_id": key,
+                "received_at": datetime.now(UTC).isoformat(), "delivery_id": delivery_id,
+                **(extra or {}),
             }),
             confirm_timeout=self._settings.confirm_timeout,
         )
         self._metrics.confirm_seconds.observe(time.perf_counter() - started)
-        await self._accepted.remember(key)
-        self._count(tenant, "accepted", 202)
-        return _answer("accepted", key, 202)
+        await self._accepted.remember(message_id)
+        self._count(tenant, outcome, 202)
+        return _answer(outcome, key, 202)
 
     async def _read(self, request: web.Request) -> bytes:
         limit = self._settings.max_body_bytes
@@ -121,9 +178,10 @@ class Ingress:
         return bytes(body)
 
     def _reject(self, exc: DeliveryRejected, tenant: str) -> web.Response:
-        self._count(tenant if exc.status != 404 else "unknown", exc.code, exc.status)
-        self._log.info("delivery.rejected", tenant=tenant, status=exc.status, error=exc.code,
-                       detail=exc.message)
+        known = exc.status != 404
+        self._count(tenant if known else "unknown", exc.code, exc.status)
+        self._log.info("delivery.rejected", tenant=tenant if known else _shown(tenant),
+                       status=exc.status, error=exc.code, detail=exc.message)
         return web.json_response({"error": exc.code, "message": exc.message}, status=exc.status)
 
     def _unavailable(self, exc: BrokerUnavailable, tenant: str) -> web.Response:
@@ -143,6 +201,26 @@ class Ingress:
                                                     status=str(status))
             self._counters[(tenant, outcome, status)] = child
         child.inc()
+
+
+def _shown(name: str) -> str:
+    """A caller-chosen name as logs and errors show it: quoted, escaped, at most 64 chars."""
+    return repr(name[:_SHOWN]) + ("..." if len(name) > _SHOWN else "")
+
+
+def _loose_identity(body: bytes) -> tuple[str, str | None]:
+    """The key and event type of a body that is not a valid envelope, as far as it has them:
+    its ``event_id`` or ``id`` when it is a JSON object holding one, else a hash of the body."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        value = None
+    fields = value if isinstance(value, dict) else {}
+    ids = [fields.get(name) for name in ("event_id", "id")]
+    key = next((str(v) for v in ids if isinstance(v, str | int) and str(v)), None)
+    event_type = fields.get("event_type")
+    return (key or event_key(None, body),
+            event_type if isinstance(event_type, str) and event_type else None)
 
 
 def _answer(status: str, key: str, code: int) -> web.Response:

@@ -25,6 +25,11 @@ class Metrics:
             "zenoti_events_deliveries", "Webhook deliveries answered by the ingress.",
             ["tenant", "outcome", "status"], registry=r,
         )
+        self.unsigned = Counter(
+            "zenoti_events_deliveries_unsigned",
+            "Deliveries accepted with no signature check (a tenant with no secret, allowed "
+            "only by ALLOW_UNSIGNED).", ["tenant"], registry=r,
+        )
         self.confirm_seconds = Histogram(
             "zenoti_events_confirm_seconds", "Publish-to-broker-confirm latency at the ingress.",
             buckets=_FAST, registry=r,

@@ -17,6 +17,7 @@ from processor import plugins, probes, topology
 from processor.clients import ZenotiClients
 from processor.dedupe import Deduplicator, make_deduplicator
 from processor.dispatch import Dispatcher
+from processor.errors import ConfigError
 from processor.ingress import Ingress
 from processor.logs import get_logger
 from processor.metrics import Metrics
@@ -55,7 +56,7 @@ async def run_ingress(settings: Settings, stop: asyncio.Event) -> None:
     """Serve deliveries until ``stop``; then turn unready, drain, and close."""
     log = get_logger(component="ingress")
     metrics = Metrics()
-    _warn_unsigned(settings, log)
+    check_signing(settings, log)
     bindings = bindings_of(settings, plugins.discover())
     publisher = ConfirmedPublisher(
         settings.amqp_url.get_secret_value(), log=log, metrics=metrics, name="ingress",
@@ -113,6 +114,7 @@ def _dispatcher(
         loaded.cls(), publisher=publisher, clients=clients,
         tenants=frozenset(settings.all_tenants()), retry=retry, done=done, metrics=metrics,
         log=log, confirm_timeout=settings.confirm_timeout,
+        handler_timeout=settings.handler_timeout,
     )
 
 
@@ -129,8 +131,14 @@ def _probe_app(metrics: Metrics, ready: Callable[[], bool]) -> web.Application:
     return app
 
 
-def _warn_unsigned(settings: Settings, log: FilteringBoundLogger) -> None:
-    for name, tenant in settings.all_tenants().items():
-        if not tenant.webhook_secrets:
-            log.warning("tenant.unsigned", tenant=name,
-                        detail="no webhook secret configured: unsigned deliveries are accepted")
+def check_signing(settings: Settings, log: FilteringBoundLogger) -> None:
+    """Refuse to serve a tenant without webhook secrets (anyone could forge its events, and
+    with an API key they would be enriched with it) unless ``allow_unsigned`` says so."""
+    unsigned = settings.unsigned_tenants()
+    if unsigned and not settings.allow_unsigned:
+        raise ConfigError(
+            f"tenant(s) {', '.join(unsigned)} have no webhook secret and would accept forged "
+            "deliveries: set their WEBHOOK_SECRETS, or ALLOW_UNSIGNED=true for a demo or test")
+    for name in unsigned:
+        log.warning("tenant.unsigned", tenant=name,
+                    detail="ALLOW_UNSIGNED: unsigned deliveries are accepted and counted")

@@ -124,6 +124,17 @@ class Settings(BaseSettings):
         return self.handler_retry.get(handler, self.retry)
 
     def all_tenants(self) -> dict[str, TenantSettings]:
-        """The default tenant plus the named ones; a named ``default`` overrides the top level."""
-        default = TenantSettings(webhook_secrets=self.webhook_secrets, api_key=self.api_key)
-        return {DEFAULT_TENANT: default, **self.tenants}
+        """The configured tenants. The default one (``/webhooks/zenoti``) exists only when the
+        top level configures it (a secret or an API key) or no named tenant exists (a
+        single-organisation deployment); a named ``default`` overrides the top level."""
+        tenants = dict(self.tenants)
+        configured = bool(self.webhook_secrets or self.api_key.get_secret_value())
+        if DEFAULT_TENANT not in tenants and (configured or not tenants):
+            default = TenantSettings(webhook_secrets=self.webhook_secrets, api_key=self.api_key)
+            tenants = {DEFAULT_TENANT: default, **tenants}
+        return tenants
+
+    def unsigned_tenants(self) -> list[str]:
+        """The tenants that would accept unsigned (forgeable) deliveries: those with no secret.
+        The ingress refuses to start with any unless ``allow_unsigned`` is set."""
+        return [name for name, t in self.all_tenants().items() if not t.webhook_secrets]

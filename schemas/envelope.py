@@ -6,6 +6,7 @@ envelope with a ``data`` no handler understands is still accepted and parked, ne
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime
 from functools import lru_cache
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 # .NET writes 7 fractional digits; Python parses at most 6.
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 _UNSAFE = re.compile(r"[^a-z0-9._-]")
+_MAX_KEY, _KEPT = 255, 160
 
 
 def parse_zenoti_timestamp(value: str) -> datetime:
@@ -31,9 +33,13 @@ def parse_zenoti_timestamp(value: str) -> datetime:
 def routing_key(event_type: str) -> str:
     """Normalise an event type into an AMQP routing key: ``Guest.Membership.Freeze`` ->
     ``guest.membership.freeze``. Characters other than letters, digits, ``.``, ``_``, ``-``
-    become ``_`` so that a topic binding can never be confused by ``*`` or ``#``."""
+    become ``_`` so that a topic binding can never be confused by ``*`` or ``#``; a key over
+    255 bytes is cut and given a hash of the whole (the type itself travels in headers)."""
     cleaned = _UNSAFE.sub("_", event_type.strip().lower())
-    return ".".join(part for part in cleaned.split(".") if part) or "unknown"
+    key = ".".join(part for part in cleaned.split(".") if part) or "unknown"
+    if len(key) > _MAX_KEY:  # AMQP's limit is 255 bytes; no Zenoti type comes near it
+        key = f"{key[:_KEPT]}.{hashlib.sha256(key.encode()).hexdigest()[:40]}"
+    return key
 
 
 class Envelope(BaseModel):

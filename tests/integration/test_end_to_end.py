@@ -69,7 +69,7 @@ async def test_a_signed_delivery_of_each_kind_comes_out_enriched(running: Stack)
         assert body["event_id"] == delivery.event_id
         assert body["tenant"] == "default"
         assert body["guest"]["id"] and body["guest"]["first_name"]
-        assert message.message_id.startswith(delivery.event_id + ":")
+        assert message.message_id.startswith(f"default:{delivery.event_id}:")
 
 
 async def test_an_outside_plugin_is_found_and_run(running: Stack) -> None:

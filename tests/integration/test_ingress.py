@@ -31,11 +31,11 @@ QUEUE = "zenoti.h.membership-freeze"
 
 
 def settings_for(url: str, **extra: object) -> Settings:
-    return Settings(
-        amqp_url=SecretStr(url), webhook_secrets=[SecretStr(SECRET)],
-        tenants={"acme": TenantSettings(webhook_secrets=[SecretStr("acme-secret")])},
-        confirm_timeout=2.0, max_body_bytes=4096, **extra,
-    )
+    options: dict[str, object] = {
+        "tenants": {"acme": TenantSettings(webhook_secrets=[SecretStr("acme-secret")])},
+        "confirm_timeout": 2.0, "max_body_bytes": 4096, **extra,
+    }
+    return Settings(amqp_url=SecretStr(url), webhook_secrets=[SecretStr(SECRET)], **options)
 
 
 async def client_for(settings: Settings) -> AsyncIterator[TestClient]:
@@ -76,7 +76,8 @@ async def test_a_signed_delivery_is_confirmed_then_answered_202(
     assert (await response.json())["event_id"] == FREEZE["event_id"]
     [message] = await drain(broker.url, QUEUE, 1)
     assert message.body == body
-    assert message.message_id == FREEZE["event_id"]
+    assert message.message_id == f"default:{FREEZE['event_id']}"
+    assert message.headers["event_id"] == FREEZE["event_id"]
     assert message.routing_key == "guest.membership.freeze"
     assert message.delivery_mode == 2
     assert message.headers["tenant"] == "default"
@@ -131,14 +132,85 @@ async def test_a_missing_or_wrong_signature_is_401_and_not_published(
         (b"[]", "JSON object"),
     ],
 )
-async def test_a_bad_envelope_is_400_naming_the_problem(
-    client: TestClient, body: bytes, names: str
+async def test_a_signed_body_that_is_not_the_envelope_is_accepted_and_parked_with_why(
+    client: TestClient, broker: Broker, body: bytes, names: str
 ) -> None:
+    # Zenoti counts a 4xx for a signed delivery towards switching the webhook off.
     response = await client.post("/webhooks/zenoti", data=body, headers=signed(body))
-    assert response.status == 400
-    payload = await response.json()
-    assert payload["error"] == "invalid_envelope"
-    assert names in payload["message"]
+    assert response.status == 202
+    assert (await response.json())["status"] == "parked"
+    [parked] = await drain(broker.url, topology.UNROUTED, 1)
+    assert parked.body == body
+    assert parked.headers["x-zenoti-reason"] == "invalid_envelope"
+    assert names in parked.headers["x-zenoti-error"]
+    assert parked.headers["tenant"] == "default"
+    again = await client.post("/webhooks/zenoti", data=body, headers=signed(body))
+    assert (again.status, (await again.json())["status"]) == (200, "duplicate")
+
+
+async def test_signed_data_that_is_an_array_is_parked_under_its_event_id(
+    client: TestClient, broker: Broker
+) -> None:
+    body = json.dumps({**FREEZE, "data": []}).encode()
+    response = await client.post("/webhooks/zenoti", data=body, headers=signed(body))
+    assert response.status == 202
+    [parked] = await drain(broker.url, topology.UNROUTED, 1)
+    assert parked.message_id == f"default:{FREEZE['event_id']}"
+    assert parked.headers["event_type"] == "Guest.Membership.Freeze"
+    assert "data" in parked.headers["x-zenoti-error"]
+    assert await depth(broker.url, QUEUE) == 0
+
+
+@pytest.mark.parametrize(("body", "names"), [(b"{nope", "not valid JSON"),
+                                             (b'{"data": []}', "event_type")])
+async def test_a_bad_envelope_on_an_unsigned_tenant_is_400_naming_the_problem(
+    broker: Broker, body: bytes, names: str
+) -> None:
+    await reset(broker.url, TEST_BINDINGS)
+    open_tenant = {"open": TenantSettings()}
+    async for client in client_for(settings_for(broker.url, tenants=open_tenant,
+                                                allow_unsigned=True)):
+        response = await client.post("/webhooks/zenoti/open", data=body)
+        assert response.status == 400
+        payload = await response.json()
+        assert payload["error"] == "invalid_envelope"
+        assert names in payload["message"]
+        assert await depth(broker.url, topology.UNROUTED) == 0
+
+
+async def test_the_same_event_id_on_two_tenants_is_two_events(
+    client: TestClient, broker: Broker
+) -> None:
+    body = json.dumps(FREEZE).encode()
+    first = await client.post("/webhooks/zenoti", data=body, headers=signed(body))
+    second = await client.post("/webhooks/zenoti/acme", data=body,
+                               headers=signed(body, "acme-secret"))
+    assert (first.status, second.status) == (202, 202)
+    messages = await drain(broker.url, QUEUE, 2)
+    assert {m.message_id for m in messages} == {f"default:{FREEZE['event_id']}",
+                                                f"acme:{FREEZE['event_id']}"}
+    resent = await client.post("/webhooks/zenoti/acme", data=body,
+                               headers=signed(body, "acme-secret"))
+    assert resent.status == 200
+
+
+async def test_ids_and_types_of_any_length_are_published_with_bounded_amqp_fields(
+    client: TestClient, broker: Broker
+) -> None:
+    long_id, long_type = "e" * 300, "Guest." + "Very" * 80
+    body = json.dumps({**FREEZE, "event_id": long_id}).encode()
+    response = await client.post("/webhooks/zenoti", data=body, headers=signed(body))
+    assert response.status == 202
+    [message] = await drain(broker.url, QUEUE, 1)
+    assert len(message.message_id.encode()) <= 255
+    assert message.headers["event_id"] == long_id
+    resent = await client.post("/webhooks/zenoti", data=body, headers=signed(body))
+    assert resent.status == 200  # the bounded id is stable: a resend is a duplicate
+    odd = json.dumps({**FREEZE, "event_id": "x1", "event_type": long_type}).encode()
+    assert (await client.post("/webhooks/zenoti", data=odd, headers=signed(odd))).status == 202
+    [parked] = await drain(broker.url, topology.UNROUTED, 1)
+    assert parked.headers["event_type"] == long_type
+    assert len(parked.routing_key.encode()) <= 255
 
 
 async def test_a_body_over_the_cap_is_413(client: TestClient) -> None:
@@ -152,6 +224,32 @@ async def test_an_unknown_tenant_is_404(client: TestClient) -> None:
     response = await client.post("/webhooks/zenoti/nobody", data=b"{}")
     assert response.status == 404
     assert "nobody" in (await response.json())["message"]
+
+
+async def test_a_long_tenant_path_is_not_echoed_whole(client: TestClient) -> None:
+    response = await client.post("/webhooks/zenoti/" + "t" * 2000, data=b"{}")
+    assert response.status == 404
+    assert len((await response.json())["message"]) < 200
+
+
+async def test_the_default_path_exists_only_when_configured(broker: Broker) -> None:
+    named_only = Settings(amqp_url=SecretStr(broker.url), tenants={
+        "acme": TenantSettings(webhook_secrets=[SecretStr("acme-secret")],
+                               api_key=SecretStr("k"))})
+    async for client in client_for(named_only):
+        body = json.dumps(FREEZE).encode()
+        assert (await client.post("/webhooks/zenoti", data=body)).status == 404
+
+
+async def test_an_unsigned_acceptance_is_counted(broker: Broker) -> None:
+    await reset(broker.url, TEST_BINDINGS)
+    open_tenant = {"open": TenantSettings()}
+    async for client in client_for(settings_for(broker.url, tenants=open_tenant,
+                                                allow_unsigned=True)):
+        body = json.dumps(FREEZE).encode()
+        assert (await client.post("/webhooks/zenoti/open", data=body)).status == 202
+        text = await (await client.get("/metrics")).text()
+        assert 'zenoti_events_deliveries_unsigned_total{tenant="open"} 1.0' in text
 
 
 async def test_an_unknown_event_type_is_accepted_and_parked(

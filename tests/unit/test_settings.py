@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import SecretStr
 
+from processor.errors import ConfigError
+from processor.logs import get_logger
+from processor.services import check_signing
 from processor.settings import DEFAULT_TENANT, Settings
 
 
@@ -42,3 +46,34 @@ def test_a_tenant_name_that_cannot_be_a_path_segment_is_refused(
     monkeypatch.setenv("ZENOTI_EVENTS_TENANTS", '{"a/b": {}}')
     with pytest.raises(ValueError, match="tenant names"):
         Settings()
+
+
+def test_named_tenants_alone_leave_no_default_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZENOTI_EVENTS_TENANTS", '{"acme": {"webhook_secrets": ["s"]}}')
+    assert set(Settings().all_tenants()) == {"acme"}
+
+
+def test_an_api_key_at_the_top_level_makes_a_default_tenant_that_must_be_signed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ZENOTI_EVENTS_API_KEY", "real-key")
+    monkeypatch.setenv("ZENOTI_EVENTS_TENANTS", '{"acme": {"webhook_secrets": ["s"]}}')
+    settings = Settings()
+    assert settings.unsigned_tenants() == [DEFAULT_TENANT]
+    with pytest.raises(ConfigError, match="default.*ALLOW_UNSIGNED"):
+        check_signing(settings, get_logger())
+
+
+def test_every_unsigned_tenant_is_named_at_once_and_allowed_only_explicitly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ZENOTI_EVENTS_TENANTS",
+                       '{"a": {}, "b": {}, "c": {"webhook_secrets": ["s"]}}')
+    with pytest.raises(ConfigError, match="a, b have no webhook secret"):
+        check_signing(Settings(), get_logger())
+    monkeypatch.setenv("ZENOTI_EVENTS_ALLOW_UNSIGNED", "true")
+    check_signing(Settings(), get_logger())  # allowed: warns and counts instead
+
+
+def test_a_signed_single_tenant_deployment_starts() -> None:
+    check_signing(Settings(webhook_secrets=[SecretStr("s")]), get_logger())
