@@ -1,9 +1,10 @@
 """Zenoti's side of webhook delivery, simulated: signed POSTs to an ingress, with resends.
 
 ``run_simulator`` sends ``count`` deliveries about the sandbox organisation of ``seed``
-(``zenoti-events simulate``), paced at ``rate`` per second with at most ``concurrency`` in
-flight. A delivery answered non-2xx, or not at all, is sent again after a backoff, at most
-``max_resends`` times (Zenoti retries too, REFERENCE 1.4). A run is bounded: about
+(``zenoti-events simulate``; with ``day``, the realistic day of ``processor.sandbox.day``),
+paced at ``rate`` per second with at most ``concurrency`` in flight. A delivery answered
+non-2xx, or not at all, is sent again after a backoff, at most ``max_resends`` times (Zenoti
+retries too, REFERENCE 1.4). A run is bounded: about
 ``count / rate`` seconds plus, per delivery, ``max_resends + 1`` timeouts and backoffs.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +20,7 @@ import httpx
 
 from processor.deliveries import Delivery, build_deliveries
 from processor.errors import ConfigError
+from processor.sandbox.day import EVEN_MIX, parse_mix, plan_day
 from processor.sandbox.organisation import Organisation
 
 CONNECTION_ERROR = "error"  # the ``by_status`` key of attempts that got no answer
@@ -43,6 +44,8 @@ class SimulatorConfig:
     max_resends: int = 5
     guests: int = 300
     centers: int = 3
+    day: bool = False  # the realistic day (most guests once, bursts) instead of uniform draws
+    mix: str = ""  # with ``day``: shares of kinds, e.g. "freeze=0.4,package=0.6"; "": even
     timeout: float = 10.0  # Zenoti gives up on a receiver after 10 s
     backoff: float = 0.5  # before the first resend; doubles per resend, up to max_backoff
     max_backoff: float = 5.0
@@ -59,6 +62,11 @@ class SimulatorConfig:
             (0 <= self.backoff <= self.max_backoff, "need 0 <= backoff <= max_backoff"),
         )
         problems = [message for ok, message in rules if not ok]
+        if self.mix:
+            try:
+                parse_mix(self.mix)
+            except ValueError as exc:
+                problems.append(str(exc))
         if problems:
             raise ConfigError("invalid simulator config: " + "; ".join(problems))
 
@@ -75,6 +83,7 @@ class SimulatorReport:
     resends: int = 0
     seconds: float = 0.0
     accepted_ids: list[str] = field(default_factory=list)  # event ids answered 2xx
+    failed_ids: list[str] = field(default_factory=list)  # event ids never answered 2xx
 
     @property
     def failed(self) -> int:
@@ -92,32 +101,41 @@ async def run_simulator(
     *,
     deliveries: Sequence[Delivery] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    report: SimulatorReport | None = None,
 ) -> SimulatorReport:
-    """Send ``deliveries`` (default: ``build_deliveries`` of the config) and report.
+    """Send ``deliveries`` (default: those the config describes) and report.
 
     ``transport`` replaces the network, e.g. with ``httpx.MockTransport`` in tests.
+    ``report``, when given, is filled in as answers come and added to (runs can share one),
+    so a caller that cancels the run still knows which deliveries were accepted.
     """
     config.check()
     if deliveries is None:
-        org = Organisation.generate(config.seed, guests=config.guests, centers=config.centers)
-        deliveries = build_deliveries(org, config.count, config.seed, config.unknown_ratio)
+        deliveries = _deliveries(config)
     limits = httpx.Limits(max_connections=config.concurrency,
                           max_keepalive_connections=config.concurrency)
     started = time.monotonic()
     async with httpx.AsyncClient(timeout=config.timeout, limits=limits,
                                  transport=transport) as client:
-        report = await _Sender(client, config).send_all(deliveries)
-    report.seconds = time.monotonic() - started
+        report = await _Sender(client, config, report or SimulatorReport()).send_all(deliveries)
+    report.seconds += time.monotonic() - started
     return report
+
+
+def _deliveries(config: SimulatorConfig) -> list[Delivery]:
+    org = Organisation.generate(config.seed, guests=config.guests, centers=config.centers)
+    if config.day:
+        mix = parse_mix(config.mix) if config.mix else EVEN_MIX
+        return plan_day(org, config.count, config.seed, mix).deliveries
+    return build_deliveries(org, config.count, config.seed, config.unknown_ratio)
 
 
 class _Sender:
     """Paces deliveries, bounds those in flight, resends, and counts."""
 
-    def __init__(self, client: httpx.AsyncClient, config: SimulatorConfig) -> None:
-        self.client, self.config = client, config
-        self.report = SimulatorReport()
-        self._statuses: Counter[str] = Counter()
+    def __init__(self, client: httpx.AsyncClient, config: SimulatorConfig,
+                 report: SimulatorReport) -> None:
+        self.client, self.config, self.report = client, config, report
         self._slots = asyncio.Semaphore(config.concurrency)
 
     async def send_all(self, deliveries: Sequence[Delivery]) -> SimulatorReport:
@@ -128,7 +146,6 @@ class _Sender:
                 await self._slots.acquire()  # released by the delivery's task
                 self.report.sent += 1
                 group.create_task(self._deliver(delivery))
-        self.report.by_status = dict(self._statuses)
         return self.report
 
     async def _pace(self, started: float, index: int) -> None:
@@ -153,6 +170,7 @@ class _Sender:
                     self.report.accepted_2xx += 1
                     self.report.accepted_ids.append(delivery.event_id)
                     return
+            self.report.failed_ids.append(delivery.event_id)
         finally:
             if holding:
                 self._slots.release()
@@ -166,7 +184,10 @@ class _Sender:
             response = await self.client.post(self.config.url, content=delivery.body,
                                               headers=delivery.headers(self.config.secret))
         except httpx.TransportError:  # refused, reset, timed out: Zenoti would resend
-            self._statuses[CONNECTION_ERROR] += 1
+            self._count(CONNECTION_ERROR)
             return False
-        self._statuses[str(response.status_code)] += 1
+        self._count(str(response.status_code))
         return response.is_success
+
+    def _count(self, status: str) -> None:
+        self.report.by_status[status] = self.report.by_status.get(status, 0) + 1

@@ -54,6 +54,10 @@ def add_simulate_parser(sub: Any) -> None:
     parser.add_argument("--unknown-ratio", type=float, default=d.unknown_ratio)
     parser.add_argument("--concurrency", type=int, default=d.concurrency)
     parser.add_argument("--max-resends", type=int, default=d.max_resends)
+    parser.add_argument("--day", action="store_true",
+                        help="the realistic day: most guests once, correlated bursts")
+    parser.add_argument("--mix", default=d.mix,
+                        help='with --day, shares of kinds: "freeze=0.4,guestpass=0.3,package=0.3"')
     parser.set_defaults(command=_simulate)
 
 

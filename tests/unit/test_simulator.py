@@ -24,8 +24,9 @@ from processor.deliveries import (
 )
 from processor.errors import ConfigError
 from processor.sandbox import Organisation, SandboxConfig, SandboxServer
+from processor.sandbox.day import parse_mix, plan_day
 from processor.signature import HEADER, verify
-from processor.simulator import SimulatorConfig, run_simulator
+from processor.simulator import SimulatorConfig, SimulatorReport, run_simulator
 from schemas.envelope import Envelope
 
 SEED = 5
@@ -209,3 +210,30 @@ def test_a_bad_config_is_refused() -> None:
         _config("http://x", concurrency=0).check()
     with pytest.raises(ConfigError, match="url"):
         _config("ftp://x").check()
+
+
+async def test_with_day_the_realistic_day_of_the_organisation_is_sent(
+    receiver: tuple[Receiver, str]
+) -> None:
+    recorder, url = receiver
+    await run_simulator(_config(url, count=30, day=True, mix="package"))
+    expected = plan_day(ORG, 30, SEED, parse_mix("package")).deliveries
+    assert sorted(body for body, _ in recorder.received) == sorted(d.body for d in expected)
+
+
+async def test_a_shared_report_adds_up_runs_and_names_failed_deliveries(
+    receiver: tuple[Receiver, str]
+) -> None:
+    recorder, url = receiver
+    recorder.answer = lambda attempt: 500
+    report = SimulatorReport()
+    deliveries = build_deliveries(ORG, 4, seed=1, unknown_ratio=0.0)
+    await run_simulator(_config(url, max_resends=0), deliveries=deliveries[:2], report=report)
+    await run_simulator(_config(url, max_resends=0), deliveries=deliveries[2:], report=report)
+    assert (report.sent, report.failed, report.by_status) == (4, 4, {"500": 4})
+    assert sorted(report.failed_ids) == sorted(d.event_id for d in deliveries)
+
+
+def test_a_bad_mix_is_refused() -> None:
+    with pytest.raises(ConfigError, match="unknown kind"):
+        _config("http://x", day=True, mix="spa=1").check()
