@@ -129,7 +129,7 @@ class Ingress:
                        detail=problem.message)
         return await self._publish(
             tenant, key, body, routing_key(event_type or "invalid"), exchange=UNROUTED,
-            event_type=event_type, outcome="parked",
+            event_type=event_type, outcome="parked", problem=problem.message,
             extra={"x-zenoti-reason": "invalid_envelope", "x-zenoti-error": problem.message,
                    "x-zenoti-dead-at": datetime.now(UTC).isoformat()},
         )
@@ -137,7 +137,8 @@ class Ingress:
     async def _publish(
         self, tenant: str, key: str, body: bytes, key_for_routing: str, *,
         exchange: str = EVENTS, event_type: str | None = None, delivery_id: str | None = None,
-        outcome: str = "accepted", extra: dict[str, str] | None = None,
+        outcome: str = "accepted", problem: str | None = None,
+        extra: dict[str, str] | None = None,
     ) -> web.Response:
         """Publish ``body`` under the tenant-scoped id of ``key`` unless already accepted;
         202 once confirmed, 200 for a duplicate."""
@@ -158,6 +159,10 @@ class Ingress:
         self._metrics.confirm_seconds.observe(time.perf_counter() - started)
         await self._accepted.remember(message_id)
         self._count(tenant, outcome, 202)
+        if problem:  # parked: say why, as a 4xx would have
+            return web.json_response({"status": outcome, "event_id": key,
+                                      "reason": "invalid_envelope", "message": problem},
+                                     status=202)
         return _answer(outcome, key, 202)
 
     async def _read(self, request: web.Request) -> bytes:
@@ -213,7 +218,7 @@ def _loose_identity(body: bytes) -> tuple[str, str | None]:
     its ``event_id`` or ``id`` when it is a JSON object holding one, else a hash of the body."""
     try:
         value = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested past the stack
         value = None
     fields = value if isinstance(value, dict) else {}
     ids = [fields.get(name) for name in ("event_id", "id")]

@@ -35,19 +35,23 @@ class Done(BaseModel):
 
 
 class Scripted:
-    """Raises, per event key, the exceptions queued in ``script``; then succeeds."""
+    """Raises, per event key, the exceptions queued in ``script`` (a number: sleeps that many
+    seconds instead, a handler that hangs); then succeeds."""
 
     name: ClassVar[str] = "scripted"
     event_types: ClassVar[tuple[str, ...]] = ("Test.Scripted",)
     schema: ClassVar[type[BaseModel]] = Item
-    script: ClassVar[dict[str, list[BaseException]]] = {}
+    script: ClassVar[dict[str, list[BaseException | float]]] = {}
     calls: ClassVar[dict[str, int]] = {}
 
     async def handle(self, event: Event[Any], ctx: Context) -> None:
         Scripted.calls[event.key] = Scripted.calls.get(event.key, 0) + 1
         queued = Scripted.script.get(event.key, [])
         if queued:
-            raise queued.pop(0)
+            step = queued.pop(0)
+            if isinstance(step, BaseException):
+                raise step
+            await asyncio.sleep(step)
         await ctx.publish("test.done", Done(key=event.key, attempt=event.attempt))
 
 
@@ -73,7 +77,8 @@ async def worker(settings: Settings, handlers: Sequence[Handler],
     dispatchers = [Dispatcher(
         h, publisher=publisher, clients=clients, tenants=frozenset(settings.all_tenants()),
         retry=RetryPolicy(h.name, settings.retry_tiers, settings.retry_limits(h.name)),
-        done=done, metrics=metrics, log=log) for h in handlers]
+        done=done, metrics=metrics, log=log, handler_timeout=settings.handler_timeout)
+        for h in handlers]
     running = Worker(settings, dispatchers, bindings, publisher, log)
     await publisher.start()
     stop = asyncio.Event()

@@ -91,3 +91,14 @@ async def test_an_invalid_payload_is_parked_at_once(url: str) -> None:
     assert dead.headers["x-zenoti-reason"] == "invalid_payload"
     assert "n" in dead.headers["x-zenoti-error"]
     assert "k5" not in Scripted.calls
+
+
+async def test_a_handler_that_hangs_is_cut_at_its_deadline_and_retried(url: str) -> None:
+    Scripted.script["k-hang"] = [3600.0]
+    settings = settings_for(url, handler_timeout=0.5)
+    async with worker(settings, [Scripted()]), listener(url, ENRICHED) as out:
+        started = time.monotonic()
+        await send(url, "Test.Scripted", "k-hang", {"n": 1})
+        [done] = await collect(out, 1, timeout=15)
+    assert json.loads(done.body) == {"key": "k-hang", "attempt": 2}
+    assert time.monotonic() - started < 10
