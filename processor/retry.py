@@ -13,18 +13,26 @@ towards the maximum age but not the maximum number of attempts.
 
 When to give up: after ``max_attempts`` failures or ``max_age_seconds`` after the first, the
 message is dead-lettered with its whole history (``x-zenoti-history``).
+
+Whose clock: the first failure is stamped by one pod and aged by another, so the age is the
+difference of two clocks. A stamp up to ``clock_skew`` seconds in the future is that skew, and
+ages as 0 (never negative); one further ahead is not a clock but a wrong or crafted header, and
+counts as now (rewritten, and logged), else the message would never grow old enough to give up.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aio_pika.abc import HeadersType
+from structlog.typing import FilteringBoundLogger
 
+from processor import logs
 from processor.fate import Fate
 from processor.settings import RetryLimits
 
@@ -33,6 +41,9 @@ FIRST_FAILURE = "x-zenoti-first-failure-at"
 HISTORY = "x-zenoti-history"
 _HISTORY_KEPT = 20
 _ERROR_KEPT = 300
+# Backoff doubles per attempt; past this many doublings every tier is covered anyway, and an
+# attempt count from a crafted header must not overflow the arithmetic.
+_DOUBLINGS_KEPT = 32
 
 
 def tier_label(seconds: float) -> str:
@@ -65,42 +76,67 @@ class GiveUp:
 
 
 class RetryPolicy:
-    """Plans the next step of a message that failed transiently."""
+    """Plans the next step of a message that failed transiently.
+
+    ``clock_skew``: seconds another pod's clock may be ahead of ours (``retry_clock_skew``).
+    ``log`` receives ``retry.first_failure_in_future``, at most once a minute per policy."""
 
     def __init__(
         self, handler: str, tiers: Sequence[float], limits: RetryLimits,
-        rng: random.Random | None = None,
+        rng: random.Random | None = None, *, clock_skew: float = 300.0,
+        log: FilteringBoundLogger | None = None,
     ) -> None:
         self.handler = handler
         self.tiers = tuple(tiers)
         self.limits = limits
+        self.clock_skew = timedelta(seconds=clock_skew)
         self._rng = rng or random.Random()
+        self._log = log or logs.get_logger(handler=handler)
+        self._throttle = logs.Throttle()
 
     def plan(self, headers: Mapping[str, Any], fate: Fate, now: datetime | None = None) -> (
         Delay | GiveUp
     ):
         """The next step for a message with ``headers`` whose last attempt ended in ``fate``."""
         now = now or datetime.now(UTC)
-        attempt = _int(headers.get(ATTEMPT), 1)
-        first = _time(headers.get(FIRST_FAILURE)) or now
+        attempt = max(_int(headers.get(ATTEMPT), 1), 1)
+        first = self._first_failure(headers.get(FIRST_FAILURE), now)
         updated = {
             **headers, ATTEMPT: attempt + 1, FIRST_FAILURE: first.isoformat(),
             HISTORY: [*_history(headers), _entry(attempt, fate, now)][-_HISTORY_KEPT:],
         }
         throttled = fate.retry_after is not None or fate.reason == "rate_limited"
-        if (now - first).total_seconds() >= self.limits.max_age_seconds:
+        if _age(first, now) >= self.limits.max_age_seconds:
             return GiveUp("max_age_exceeded", updated)
         if not throttled and attempt >= self.limits.max_attempts:
             return GiveUp("attempts_exhausted", updated)
         seconds = self._tier(attempt, fate.retry_after)
         return Delay(delay_queue_name(self.handler, seconds), seconds, updated)
 
+    def _first_failure(self, value: object, now: datetime) -> datetime:
+        first = _time(value)
+        if first is None:
+            return now
+        if first - now > self.clock_skew:
+            self._throttle.warning(
+                self._log, "retry.first_failure_in_future", stamped=first.isoformat(),
+                ahead_seconds=round((first - now).total_seconds()),
+                tolerated_seconds=self.clock_skew.total_seconds())
+            return now
+        return first
+
     def _tier(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
+        if retry_after is not None and not math.isnan(retry_after):
             target = retry_after
         else:
-            target = self.tiers[0] * 2 ** (attempt - 1) * self._rng.uniform(0.5, 1.5)
+            doublings = min(attempt - 1, _DOUBLINGS_KEPT)
+            target = self.tiers[0] * 2**doublings * self._rng.uniform(0.5, 1.5)
         return next((t for t in self.tiers if t >= target), self.tiers[-1])
+
+
+def _age(first: datetime, now: datetime) -> float:
+    """Seconds since ``first``; 0 for a stamp within the tolerated skew ahead of ``now``."""
+    return max((now - first).total_seconds(), 0.0)
 
 
 def _entry(attempt: int, fate: Fate, now: datetime) -> dict[str, Any]:
@@ -118,9 +154,13 @@ def _int(value: object, default: int) -> int:
 
 
 def _time(value: object) -> datetime | None:
+    """An aware UTC time from an ISO header (naive means UTC), or None if it is not one."""
     if isinstance(value, bytes):
-        value = value.decode()
+        value = value.decode(errors="replace")
+    if not isinstance(value, str):
+        return None
     try:
-        return datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
+        moment = datetime.fromisoformat(value)
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):  # not ISO; or an offset past datetime's range
         return None

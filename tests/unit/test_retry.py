@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from structlog.testing import capture_logs
 
 from processor.fate import Fate, Outcome
 from processor.retry import ATTEMPT, FIRST_FAILURE, HISTORY, Delay, GiveUp, RetryPolicy, tier_label
@@ -104,3 +105,60 @@ def test_history_is_bounded() -> None:
     headers = {HISTORY: [{"attempt": i} for i in range(50)]}
     step = policy(max_attempts=1000).plan(headers, FAILED, NOW)
     assert len(step.headers[HISTORY]) == 20  # type: ignore[arg-type]
+
+
+def skewed(seconds: float) -> str:
+    return (NOW + timedelta(seconds=seconds)).isoformat()
+
+
+def test_a_first_failure_stamped_by_a_clock_ahead_within_the_skew_travels_and_ages_from_zero() -> (
+    None
+):
+    fate = Fate(Outcome.RETRY, "rate_limited", "429", retry_after=10.0)
+    step = policy(max_age=60).plan({ATTEMPT: 2, FIRST_FAILURE: skewed(200)}, fate, NOW)
+    assert isinstance(step, Delay)  # age 0, not -200 s, and not treated as a wrong stamp
+    assert step.headers[FIRST_FAILURE] == skewed(200)
+
+
+def test_a_first_failure_further_ahead_than_the_skew_counts_as_now_and_is_logged_once() -> None:
+    retry = RetryPolicy("package-status", TIERS, RetryLimits(max_age_seconds=3600),
+                        clock_skew=300.0)
+    with capture_logs() as logged:
+        steps = [retry.plan({ATTEMPT: 2, FIRST_FAILURE: skewed(86_400 * 365)}, FAILED, NOW)
+                 for _ in range(5)]
+    assert all(step.headers[FIRST_FAILURE] == NOW.isoformat() for step in steps)
+    warned = [e for e in logged if e["event"] == "retry.first_failure_in_future"]
+    assert len(warned) == 1 and warned[0]["tolerated_seconds"] == 300.0
+    # Rewritten to now, it ages from here on: an hour later the message gives up.
+    later = retry.plan(steps[0].headers, FAILED, NOW + timedelta(hours=1, seconds=1))
+    assert isinstance(later, GiveUp) and later.reason == "max_age_exceeded"
+
+
+def test_a_zero_skew_trusts_no_clock_ahead_of_ours() -> None:
+    retry = RetryPolicy("package-status", TIERS, RetryLimits(), clock_skew=0.0)
+    step = retry.plan({FIRST_FAILURE: skewed(1)}, FAILED, NOW)
+    assert step.headers[FIRST_FAILURE] == NOW.isoformat()
+
+
+@pytest.mark.parametrize("stamp", [
+    "2026-11-21T12:00:00",  # naive: read as UTC
+    (NOW - timedelta(minutes=5)).astimezone(timezone(timedelta(hours=-8))).isoformat(),
+])
+def test_first_failure_stamps_in_any_zone_age_the_same(stamp: str) -> None:
+    fate = Fate(Outcome.RETRY, "rate_limited", "429", retry_after=10.0)
+    step = policy(max_age=600).plan({FIRST_FAILURE: stamp}, fate, NOW + timedelta(seconds=601))
+    assert isinstance(step, GiveUp) and step.reason == "max_age_exceeded"
+
+
+@pytest.mark.parametrize("headers", [
+    {ATTEMPT: "abc", FIRST_FAILURE: "yesterday"},
+    {ATTEMPT: 10**12, FIRST_FAILURE: b"\xff\xfe"},
+    {ATTEMPT: -5, FIRST_FAILURE: "0001-01-01T00:00:00+01:00"},
+    {ATTEMPT: True, FIRST_FAILURE: 12345, HISTORY: "not a list"},
+])
+def test_malformed_retry_headers_never_break_planning(headers: dict[str, object]) -> None:
+    fate = Fate(Outcome.RETRY, "rate_limited", "429")  # no Retry-After: backoff by attempt
+    step = policy().plan(headers, fate, NOW)
+    assert isinstance(step, Delay) and step.seconds in TIERS
+    attempt = step.headers[ATTEMPT]
+    assert isinstance(attempt, int) and attempt >= 2
