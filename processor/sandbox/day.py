@@ -3,6 +3,8 @@
 ``plan_day(org, count, seed, mix)`` draws ``count`` deliveries spread over a day's opening
 hours, in time order:
 
+- a freeze is sent when it was made (``Membership.frozen_at``, as the API's change log has
+  it); the other kinds at moments drawn over the day;
 - a delivery concerns a guest not yet seen that day, while the organisation has one owning
   a record of its kind; past that (a small organisation) guests repeat, drawn uniformly;
 - ``repeat_share`` of the single deliveries concern a guest already seen earlier that day;
@@ -224,7 +226,7 @@ class _Draw:
         if kind == "freeze":
             membership = self._use(self.frozen.pick(self.seen, repeat))
             return [_Planned(kind, FREEZE, events.membership_freeze(self.org, membership),
-                             moment, membership.guest_id, None)]
+                             membership.frozen_at or moment, membership.guest_id, None)]
         if kind == "guestpass":
             return self._passes(size, repeat, moment, number)
         return self._package(size, repeat, moment, number)

@@ -40,6 +40,13 @@ _ITEM_SERVICE, _ITEM_MEMBERSHIP, _ITEM_PACKAGE = 0, 3, 4  # invoice item types (
 _TAX_RATE = 0.08
 
 
+def _made_today(record_id: str) -> datetime:
+    """A moment of today's opening hours (8:00-20:00) fixed by the record's id: every freeze
+    is made today, so the day's freeze webhooks (``processor.sandbox.day``) and the API's
+    change log agree on when, without drawing from the generator's stream."""
+    return BASE_DATE + timedelta(hours=8, seconds=int(record_id[:8], 16) % (12 * 3600))
+
+
 def new_id(rng: random.Random) -> str:
     """A lower-case version-4 UUID string drawn from ``rng`` (deterministic per seed)."""
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
@@ -170,13 +177,16 @@ class _Generator:
         total = rng.randint(0, 6)
         redemptions = tuple(self.redemption(guest, center, sold, used)
                             for used in range(1, rng.randint(0, total) + 1))
+        ident, code = new_id(rng), f"M{rng.randint(100_000, 999_999)}"
+        collection = BASE_DATE + timedelta(days=rng.randint(1, 28))
+        guestpass_id = new_id(rng)
+        freeze = self.freeze() if rng.random() < 0.3 else None
         return Membership(
-            id=new_id(rng), invoice_id=invoice.id, guest_id=guest.id, center_id=center.id,
-            plan=plan, member_code=f"M{rng.randint(100_000, 999_999)}",
-            expiry_date=sold + timedelta(days=365),
-            next_collection_date=BASE_DATE + timedelta(days=rng.randint(1, 28)),
-            guestpass_id=new_id(rng), guestpass_total=total, redemptions=redemptions,
-            freeze=self.freeze() if rng.random() < 0.3 else None,
+            id=ident, invoice_id=invoice.id, guest_id=guest.id, center_id=center.id,
+            plan=plan, member_code=code, expiry_date=sold + timedelta(days=365),
+            next_collection_date=collection, guestpass_id=guestpass_id, guestpass_total=total,
+            redemptions=redemptions, freeze=freeze,
+            frozen_at=_made_today(ident) if freeze else None,
         )
 
     def redemption(self, guest: Guest, center: Center, sold: datetime,

@@ -8,7 +8,7 @@ strings; datetimes are naive (Zenoti sends center-local times without a zone).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 CURRENCY_ID = 148  # what Zenoti samples carry; the sandbox has one currency
 
@@ -108,6 +108,11 @@ class Membership:
     guestpass_total: int
     redemptions: tuple[GuestpassRedemption, ...]
     freeze: Freeze | None
+    frozen_at: datetime | None = None  # when the freeze was made (the sandbox's today)
+
+    @property
+    def sold_date(self) -> datetime:
+        return self.expiry_date - timedelta(days=365)
 
     @property
     def guestpass_balance(self) -> int:

@@ -125,3 +125,11 @@ def test_shares_are_apportioned_to_whole_deliveries_summing_to_the_count() -> No
     assert apportion(5000, parse_mix("freeze,guestpass,package")) == {
         "freeze": 1667, "guestpass": 1667, "package": 1666}
     assert sum(apportion(7, parse_mix("freeze=0.5,package=0.5")).values()) == 7
+
+
+def test_a_freeze_is_sent_when_it_was_made() -> None:
+    memberships = {m.id: m for m in BIG.memberships}
+    freezes = [i for i, d in enumerate(DAY.deliveries) if d.event_type == FREEZE]
+    for index in freezes[:300]:
+        membership = memberships[_data(DAY, index)["user_membership_id"]]
+        assert _moment(DAY, index) == membership.frozen_at

@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from processor.sandbox import Organisation
+from processor.sandbox.organisation import BASE_DATE
 
 
 def _fingerprint(org: Organisation) -> tuple[object, ...]:
@@ -91,3 +92,14 @@ def test_lookups_ignore_case_and_answer_none_for_strangers() -> None:
 def test_an_empty_organisation_is_refused() -> None:
     with pytest.raises(ValueError):
         Organisation.generate(1, guests=0)
+
+
+def test_every_freeze_was_made_today_in_opening_hours() -> None:
+    org = Organisation.generate(1)
+    for membership in org.memberships:
+        if membership.freeze is None:
+            assert membership.frozen_at is None
+        else:
+            assert membership.frozen_at is not None
+            assert (membership.frozen_at.date(), 8 <= membership.frozen_at.hour < 20) == (
+                BASE_DATE.date(), True)
