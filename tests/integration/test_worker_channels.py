@@ -1,0 +1,136 @@
+"""The broker closing one handler's channel restarts that handler's consumer only: the other
+handlers keep their channel and consumer, and keep consuming throughout."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import pytest
+from aio_pika.abc import AbstractIncomingMessage
+from pydantic import BaseModel
+
+from processor import Context, Event
+from processor.clients import ZenotiClients
+from processor.dedupe import MemoryDeduplicator
+from processor.dispatch import Dispatcher
+from processor.logs import get_logger
+from processor.metrics import Metrics
+from processor.publisher import ConfirmedPublisher
+from processor.retry import RetryPolicy
+from processor.settings import Settings
+from processor.topology import Binding, queue_name
+from processor.worker import Worker
+from tests.conftest import Broker
+from tests.integration.amqp import reset
+from tests.integration.inprocess import Item, send, settings_for
+
+pytestmark = pytest.mark.integration
+
+BINDINGS = [Binding("alpha", ("Test.Alpha",)), Binding("beta", ("Test.Beta",))]
+
+
+class Alpha:
+    name: ClassVar[str] = "alpha"
+    event_types: ClassVar[tuple[str, ...]] = ("Test.Alpha",)
+    schema: ClassVar[type[BaseModel]] = Item
+    handled: ClassVar[list[str]] = []
+
+    async def handle(self, event: Event[Any], ctx: Context) -> None:
+        type(self).handled.append(event.key)
+
+
+class Beta(Alpha):
+    name: ClassVar[str] = "beta"
+    event_types: ClassVar[tuple[str, ...]] = ("Test.Beta",)
+    handled: ClassVar[list[str]] = []
+
+
+class AckingAnUnknownTag(Dispatcher):
+    """Alpha's dispatcher, except that the first ``break`` message acks a delivery tag its
+    channel never had: the broker closes that channel with ``PRECONDITION_FAILED``."""
+
+    broke = False
+
+    async def __call__(self, message: AbstractIncomingMessage) -> None:
+        if message.message_id == "break" and not AckingAnUnknownTag.broke:
+            AckingAnUnknownTag.broke = True
+            await message.channel.basic_ack(delivery_tag=1_000_000)
+            return  # unacked: the broker requeues it when it closes the channel
+        await super().__call__(message)
+
+
+def dispatcher(cls: type[Dispatcher], handler: Alpha, settings: Settings,
+               publisher: ConfirmedPublisher, clients: ZenotiClients) -> Dispatcher:
+    return cls(handler, publisher=publisher, clients=clients,
+               tenants=frozenset(settings.all_tenants()),
+               retry=RetryPolicy(handler.name, settings.retry_tiers, settings.retry),
+               done=MemoryDeduplicator(60, 1000), metrics=Metrics(), log=get_logger(test="ch"))
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
+    log, metrics = get_logger(test="channels"), Metrics()
+    publisher = ConfirmedPublisher(settings.amqp_url.get_secret_value(), log=log,
+                                   metrics=metrics, max_delay=0.5)
+    clients = ZenotiClients(settings, metrics)
+    dispatchers = [dispatcher(AckingAnUnknownTag, Alpha(), settings, publisher, clients),
+                   dispatcher(Dispatcher, Beta(), settings, publisher, clients)]
+    worker = Worker(settings, dispatchers, BINDINGS, publisher, log)
+    await publisher.start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        async with asyncio.timeout(10):
+            while not worker.ready:
+                await asyncio.sleep(0.02)
+        yield worker
+    finally:
+        stop.set()
+        await task
+        await publisher.close()
+        await clients.aclose()
+
+
+def consumer_tags(vhost: str) -> dict[str, str]:
+    """Queue -> consumer tag, as the broker lists them."""
+    listed = subprocess.run(
+        ["rabbitmqctl", "-q", "list_consumers", "-p", vhost, "--no-table-headers",
+         "queue_name", "consumer_tag"], check=True, capture_output=True, text=True, timeout=60)
+    return dict(line.split("\t") for line in listed.stdout.splitlines() if "\t" in line)
+
+
+async def until(condition: Any, timeout: float = 15.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.05)
+
+
+async def test_a_channel_the_broker_closes_restarts_only_that_handlers_consumer(
+    broker: Broker,
+) -> None:
+    if not broker.vhost:
+        pytest.skip("needs the local broker and rabbitmqctl to list consumers")
+    await reset(broker.url, BINDINGS)
+    Alpha.handled.clear()
+    Beta.handled.clear()
+    async with running_worker(settings_for(broker.url, reconnect_max_delay=0.5)):
+        before = consumer_tags(broker.vhost)
+        assert set(before) == {queue_name("alpha"), queue_name("beta")}
+
+        await send(broker.url, "Test.Alpha", "break", {"n": 0})
+        for n in range(20):  # beta's deliveries go on while alpha's channel is down
+            await send(broker.url, "Test.Beta", f"b{n}", {"n": n})
+            await asyncio.sleep(0.03)
+        await until(lambda: "break" in Alpha.handled and len(Beta.handled) == 20)
+        await send(broker.url, "Test.Alpha", "after", {"n": 1})
+        await until(lambda: "after" in Alpha.handled)
+        after = consumer_tags(broker.vhost)
+
+    assert AckingAnUnknownTag.broke, "alpha's channel was never closed by the broker"
+    assert after[queue_name("beta")] == before[queue_name("beta")], "beta's consumer restarted"
+    assert after[queue_name("alpha")] != before[queue_name("alpha")], "alpha did not reconsume"
+    assert Beta.handled == [f"b{n}" for n in range(20)]
