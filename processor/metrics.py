@@ -30,6 +30,16 @@ class Metrics:
             "Deliveries accepted with no signature check (a tenant with no secret, allowed "
             "only by ALLOW_UNSIGNED).", ["tenant"], registry=r,
         )
+        self.ingress_connections_open = Gauge(
+            "zenoti_events_ingress_connections_open",
+            "Client connections open on the ingress (at most INGRESS_MAX_CONNECTIONS).",
+            registry=r,
+        )
+        self.ingress_connections_refused = Counter(
+            "zenoti_events_ingress_connections_refused",
+            "Connections answered 503 and closed at once: INGRESS_MAX_CONNECTIONS were open.",
+            registry=r,
+        )
         self.confirm_seconds = Histogram(
             "zenoti_events_confirm_seconds", "Publish-to-broker-confirm latency at the ingress.",
             buckets=_FAST, registry=r,
@@ -75,6 +85,15 @@ class Metrics:
             "zenoti_events_api_budget_paused",
             "Times Zenoti said the budget is gone (429, or none remaining).", ["tenant"],
             registry=r,
+        )
+        self.snapshot_lookups = Counter(
+            "zenoti_events_snapshot_lookups",
+            "Center snapshot look-ups by kind and result (hit, loaded; or a fallback to point "
+            "look-ups: lone, missing, no_center, disabled).", ["kind", "result"], registry=r,
+        )
+        self.snapshot_pages = Counter(
+            "zenoti_events_snapshot_pages",
+            "Pages of 100 fetched to load or refresh center snapshots.", ["kind"], registry=r,
         )
         self.tokens_wait_seconds = Histogram(
             "zenoti_events_api_tokens_wait_seconds",

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_TENANT = "default"
+# Room left under the broker's max_message_size for a message's properties and headers (a
+# dead letter carries its whole retry history): a body may use the rest.
+BROKER_HEADER_ALLOWANCE = 64 * 1024
 _TENANT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -98,9 +101,25 @@ class Settings(BaseSettings):
     api_retry_backoff: float = 0.2
     api_short_wait: float = 2.0  # longer waits for a token happen in the broker, not here
     api_cache_enabled: bool = True  # false only to measure what the cache saves
+    # Center snapshots (processor.snapshots): which kinds to ask for a center at a time
+    # ("members", "guests"; empty: point look-ups only), after how many events of a center
+    # within the hour, and how old guests' details may grow before an event refreshes them.
+    snapshot_kinds: list[str] = Field(default_factory=lambda: ["members", "guests"])
+    snapshot_min_demand: int = Field(default=3, ge=1)
+    snapshot_refresh_seconds: float = Field(default=600.0, gt=0)
 
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _largest_body_fits_the_broker(self) -> Settings:
+        # Else the broker would close the shared channel over the largest accepted deliveries.
+        if self.max_body_bytes + BROKER_HEADER_ALLOWANCE > self.broker_max_message_size:
+            raise ValueError(
+                f"max_body_bytes ({self.max_body_bytes}) plus {BROKER_HEADER_ALLOWANCE} bytes for "
+                f"headers is over broker_max_message_size ({self.broker_max_message_size}): "
+                "lower the body cap or raise the broker's max_message_size and this setting")
+        return self
 
     @field_validator("retry_tiers")
     @classmethod
