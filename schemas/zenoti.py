@@ -23,21 +23,27 @@ from pydantic import (
 
 __all__ = [
     "ApiError",
+    "CenterMember",
+    "CenterMemberList",
     "CenterRef",
     "Freeze",
     "Guest",
+    "GuestList",
     "GuestMembership",
     "GuestPackage",
     "Invoice",
     "InvoiceGuest",
     "InvoiceRef",
     "InvoiceResponse",
+    "MemberGuest",
+    "MemberMembership",
     "MembershipList",
     "MembershipRef",
     "Number",
     "PackageDates",
     "PackageList",
     "PackageRef",
+    "PageInfo",
     "PersonalInfo",
     "Phone",
     "ZenotiId",
@@ -212,3 +218,63 @@ class PackageList(_Resource):
     """``GET /v1/guests/{id}/packages``; a null list means none."""
 
     packages: list[GuestPackage] | None = None
+
+
+class PageInfo(_Resource):
+    """Paging of a list (Zenoti's pagination guide): ``total`` rows, this ``page``, ``size``.
+    The guests list spells its key ``page_Info``; other lists ``page_info``."""
+
+    total: int | None = None
+    page: int | None = None
+    size: int | None = None
+
+
+class MemberGuest(_Resource):
+    id: ZenotiId
+    code: str | None = None
+    name: str | None = None
+
+
+class MemberMembership(_Resource):
+    id: ZenotiId
+    code: str | None = None
+    name: str | None = None
+    type: int | str | None = None  # a string in this table, an int elsewhere
+    version_id: str | None = None
+
+
+class CenterMember(_Resource):
+    """A row of ``GET /v1/centers/{center_id}/members`` (its documented field table): ``id``
+    is the user membership id the webhooks call ``user_membership_id``."""
+
+    id: ZenotiId
+    status: int | str | None = None
+    guest: MemberGuest | None = None
+    membership: MemberMembership | None = None
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    sold_date: datetime | None = None
+    freeze_date: datetime | None = None
+    cancelled_date: datetime | None = None
+    closed_date: datetime | None = None
+    recurrence_status: int | str | None = None
+
+
+class CenterMemberList(_Resource):
+    """The members of a center, a page at a time. The list's wrapper key is not documented:
+    ``members`` is assumed (``center_members`` and ``guest_memberships`` are accepted too)."""
+
+    members: list[CenterMember] | None = Field(
+        None, validation_alias=AliasChoices("members", "center_members", "guest_memberships"))
+    page_info: PageInfo | None = Field(
+        None, validation_alias=AliasChoices("page_info", "page_Info"))
+
+
+class GuestList(_Resource):
+    """``GET /v1/guests?center_id=&last_updated=&page=&size=``: guests of a center, wrapper
+    ``guests`` and paging ``page_Info`` (documented); each guest as ``GET /v1/guests/{id}``
+    returns it (assumed: the item fields are not documented)."""
+
+    guests: list[Guest] | None = None
+    page_info: PageInfo | None = Field(
+        None, validation_alias=AliasChoices("page_Info", "page_info"))
