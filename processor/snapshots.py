@@ -49,8 +49,19 @@ class Page:
     more: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A snapshot's row and the center whose snapshot holds it."""
+
+    row: Row
+    center: str
+
+
 # (kind, center, page number from 1, since as a wall-clock time or None) -> the page
 FetchPage = Callable[[str, str, int, float | None], Awaitable[Page]]
+# The organisation's center ids (``GET /v1/centers``, one call, kept a day by the caller)
+ListCenters = Callable[[], Awaitable[list[str]]]
+ANYWHERE = "*"  # the demand of events that name no center (a guest pass)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +103,13 @@ class Snapshots:
 
     def __init__(
         self, store: SnapshotStore, fetch: FetchPage, *, tenant: str, kinds: frozenset[str],
+        centers: ListCenters | None = None,
         metrics: Metrics, log: FilteringBoundLogger, min_demand: int = 3,
         refresh_interval: float = 600.0, load_lock: float = 120.0, wait_hint: float = 5.0,
     ) -> None:
         self._store = store
         self._fetch = fetch
+        self._centers = centers
         self._tenant = tenant
         self._kinds = kinds
         self._metrics = metrics
@@ -109,32 +122,57 @@ class Snapshots:
     def enabled(self, kind: str) -> bool:
         return kind in self._kinds
 
-    async def find(self, kind: str, key: str, center: str | None) -> Row | None:
-        """The row of ``key`` (a user membership or guest id) at ``center``, or wherever a
-        loaded snapshot has it when ``center`` is None. ``None``: use point look-ups (a lone
-        event, a kind switched off, or a row the snapshot does not have)."""
+    async def find(self, kind: str, key: str, center: str | None) -> Found | None:
+        """The row of ``key`` (a user membership or guest id): wherever a loaded snapshot has
+        it, else from ``center``'s snapshot, loaded first when enough events want it.
+        ``None``: use point look-ups (a lone event, a kind switched off, no center to ask, or
+        a row the snapshot does not have)."""
         key = key.lower()
         if kind not in self._kinds:
             return self._result(kind, "disabled", None)
-        center = center or await self._store.locate(kind, key)
+        located = await self._store.locate(kind, key)
+        center = located or center
         if center is None:
-            return self._result(kind, "no_center", None)
+            return await self._search(kind, key)
         row = await self._store.row(kind, center, key)
         meta = await self._store.meta(kind, center)
         if row is not None and not self._stale(kind, meta):
-            return self._result(kind, "hit", row)
-        return await self._fill(kind, key, center, meta, row)
+            return self._result(kind, "hit", Found(row, center))
+        return await self._fill(kind, key, center, meta)
 
-    async def _fill(self, kind: str, key: str, center: str, meta: Meta | None,
-                    row: Row | None) -> Row | None:
+    async def peek(self, kind: str, key: str) -> Found | None:
+        """The row of ``key`` if some loaded snapshot has it; never loads, never calls."""
+        key = key.lower()
+        if kind not in self._kinds:
+            return None
+        center = await self._store.locate(kind, key)
+        row = None if center is None else await self._store.row(kind, center, key)
+        return None if row is None or center is None else Found(row, center)
+
+    async def _fill(self, kind: str, key: str, center: str, meta: Meta | None) -> Found | None:
         if meta is None or not meta.complete:
             if await self._store.demand(kind, center) < self._min_demand:
                 return self._result(kind, "lone", None)
             await self._load(kind, center, meta)
         else:  # a row it lacks, or guests' details grown old
             await self._refresh(kind, center, meta)
-        found = await self._store.row(kind, center, key)
+        row = await self._store.row(kind, center, key)
+        found = None if row is None else Found(row, center)
         return self._result(kind, "loaded" if found is not None else "missing", found)
+
+    async def _search(self, kind: str, key: str) -> Found | None:
+        """A row whose center the event does not name: once such events are frequent,
+        load every center's snapshot in turn until one has it."""
+        if self._centers is None or await self._store.demand(kind, ANYWHERE) < self._min_demand:
+            return self._result(kind, "no_center", None)
+        for center in await self._centers():
+            meta = await self._store.meta(kind, center)
+            if meta is None or not meta.complete:
+                await self._load(kind, center, meta)
+                row = await self._store.row(kind, center, key.lower())
+                if row is not None:
+                    return self._result(kind, "loaded", Found(row, center))
+        return self._result(kind, "missing", None)
 
     def _stale(self, kind: str, meta: Meta | None) -> bool:
         """Guests' contact details age; membership identities do not."""
@@ -176,6 +214,6 @@ class Snapshots:
             page = page + 1 if fetched.more else 0
         await self._store.set_meta(kind, center, Meta(0, now, now))
 
-    def _result(self, kind: str, result: str, row: Row | None) -> Row | None:
+    def _result(self, kind: str, result: str, found: Found | None) -> Found | None:
         self._metrics.snapshot_lookups.labels(kind=kind, result=result).inc()
-        return row
+        return found

@@ -23,6 +23,7 @@ from pydantic import (
 
 __all__ = [
     "ApiError",
+    "CenterList",
     "CenterMember",
     "CenterMemberList",
     "CenterRef",
@@ -278,3 +279,9 @@ class GuestList(_Resource):
     guests: list[Guest] | None = None
     page_info: PageInfo | None = Field(
         None, validation_alias=AliasChoices("page_Info", "page_info"))
+
+
+class CenterList(_Resource):
+    """``GET /v1/centers``: the organisation's centers (REFERENCE 5.5), wrapper ``centers``."""
+
+    centers: list[CenterRef] | None = None

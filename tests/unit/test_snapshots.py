@@ -81,8 +81,8 @@ async def test_a_busy_center_is_loaded_once_and_then_answers_every_row(
     snap = snapshots(store, center)
     for _ in range(2):
         assert await snap.find("members", "m00007", "c1") is None
-    row = await snap.find("members", "M00007", "c1")  # the third event: worth a load
-    assert row is not None and row["guest"] == {"id": "g7"}
+    found = await snap.find("members", "M00007", "c1")  # the third event: worth a load
+    assert found is not None and found.row["guest"] == {"id": "g7"} and found.center == "c1"
     assert [page for _, page, _ in center.asked] == [1, 2, 3]
     for i in range(0, 250, 17):
         assert await snap.find("members", f"m{i:05d}", "c1") is not None
@@ -95,8 +95,11 @@ async def test_a_row_is_found_without_its_center_once_some_snapshot_has_it(
     center = Center(120)
     snap = snapshots(store, center, min_demand=1)
     assert await snap.find("members", "m00001", "c9") is not None
-    assert await snap.find("members", "m00110", None) is not None
+    elsewhere = await snap.find("members", "m00110", None)
+    assert elsewhere is not None and elsewhere.center == "c9"
     assert await snap.find("members", "m99999", None) is None  # nowhere: point look-ups
+    assert await snap.peek("members", "m00111") is not None
+    assert await snap.peek("members", "m99999") is None
 
 
 async def test_a_load_out_of_budget_keeps_its_place_and_resumes(store: SnapshotStore) -> None:
@@ -151,3 +154,26 @@ async def _times(store: SnapshotStore) -> tuple[float, float]:
     meta = await store.meta("members", "c1")
     assert meta is not None
     return meta.as_of, meta.refreshed_at
+
+
+async def test_events_naming_no_center_load_every_center_in_turn_once_frequent(
+    store: SnapshotStore,
+) -> None:
+    centers = {"c1": Center(150), "c2": Center(0)}
+    centers["c2"].rows = {"p-1": {"id": "p-1", "guest": {"id": "g-p"}}}
+
+    async def fetch(kind: str, center: str, page: int, since: float | None) -> Page:
+        return await centers[center].fetch(kind, center, page, since)
+
+    async def listed() -> list[str]:
+        return sorted(centers)
+
+    snap = Snapshots(store, fetch, tenant="acme", kinds=frozenset({"members"}),
+                     centers=listed, metrics=Metrics(), log=get_logger(), min_demand=2)
+    assert await snap.find("members", "p-1", None) is None  # a lone one: point look-ups
+    found = await snap.find("members", "p-1", None)
+    assert found is not None and found.center == "c2"
+    assert len(centers["c1"].asked) == 2 and len(centers["c2"].asked) == 1
+    again = await snap.find("members", "m00003", None)
+    assert again is not None and again.center == "c1"
+    assert len(centers["c1"].asked) == 2  # already loaded: no call
