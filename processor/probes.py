@@ -1,4 +1,5 @@
-"""``/healthz``, ``/readyz`` and ``/metrics``: the same three routes on the ingress and worker.
+"""``/healthz``, ``/readyz`` and ``/metrics``: the same three routes on the ingress and worker,
+and ``serve``, which starts either's HTTP server within its time and connection bounds.
 
 ``/healthz`` answers 200 while the event loop runs; ``/readyz`` answers 200 only while the
 process can do its job (ingress: a confirm channel is open; worker: consuming), else 503.
@@ -10,7 +11,10 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from processor.httpserver import Limits, Server, start
 from processor.metrics import CONTENT_TYPE_LATEST, Metrics
+
+__all__ = ["Limits", "Server", "add_routes", "serve"]
 
 
 def add_routes(app: web.Application, metrics: Metrics, ready: Callable[[], bool]) -> None:
@@ -34,9 +38,9 @@ def add_routes(app: web.Application, metrics: Metrics, ready: Callable[[], bool]
     app.router.add_get("/metrics", metrics_route)
 
 
-async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
-    """Start ``app`` on ``host:port``; the caller cleans the returned runner up."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_address=True).start()
-    return runner
+async def serve(app: web.Application, host: str, port: int, limits: Limits | None = None,
+                metrics: Metrics | None = None) -> Server:
+    """Start ``app`` on ``host:port`` within ``limits`` (the defaults when none: see
+    ``httpserver``); the caller cleans the returned server up, which takes at most the
+    limits' shutdown grace. With ``metrics``, open and refused connections are counted."""
+    return await start(app, host, port, limits or Limits(), metrics)

@@ -66,13 +66,19 @@ async def run_ingress(settings: Settings, stop: asyncio.Event) -> None:
     await publisher.start()
     accepted = _deduplicator(settings, "ingress", log)
     ingress = Ingress(settings, publisher, metrics, log, accepted)
-    runner = await probes.serve(ingress.app(), settings.ingress_host, settings.ingress_port)
+    runner = await probes.serve(
+        ingress.app(), settings.ingress_host, settings.ingress_port,
+        probes.Limits(header_timeout=settings.ingress_header_timeout,
+                      max_connections=settings.ingress_max_connections,
+                      shutdown_grace=settings.ingress_shutdown_grace),
+        metrics,
+    )
     log.info("ingress.listening", port=settings.ingress_port, ready=publisher.ready)
     await stop.wait()
     ingress.draining = True  # /readyz answers 503 so load balancers stop sending
     log.info("ingress.draining", seconds=settings.ingress_drain_seconds)
     await asyncio.sleep(settings.ingress_drain_seconds)
-    await runner.cleanup()  # waits for in-flight requests
+    await runner.cleanup()  # in-flight requests get ingress_shutdown_grace, no more
     await publisher.close()
     await accepted.aclose()
     log.info("ingress.stopped")
