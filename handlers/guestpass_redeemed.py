@@ -1,9 +1,11 @@
 """``Guestpass.redeemed`` -> ``guest.guestpass.redeemed``.
 
 The webhook names the guest and the membership whose pass was used (REFERENCE 3.6) but no
-center, and listing memberships needs one with an API key (REFERENCE 5.2). The guest's home
-center is tried first, as most memberships are sold there; a membership sold at another
-center is then looked for at the center of the redemption's invoice.
+center. The centers' members lists (snapshots, ``processor.snapshots``) say which center sold
+that membership and whose it is (the pass's guest may be the owner's guest, not the owner);
+the webhook says the pass's counts. Where no snapshot answers, the membership is looked for
+in the guest's list at their home center, then at the center of the redemption's invoice
+(listing memberships needs a center with an API key, REFERENCE 5.2).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pydantic import BaseModel
 from processor import Context, Event, ResourceNotFound
 from schemas import enriched
 from schemas.webhooks import GuestpassRedeemedData
-from schemas.zenoti import Guest, GuestMembership
+from schemas.zenoti import CenterMember, CenterRef, Guest, GuestMembership, MembershipRef
 
 
 class GuestpassRedeemed:
@@ -26,11 +28,18 @@ class GuestpassRedeemed:
     schema: ClassVar[type[BaseModel]] = GuestpassRedeemedData
 
     async def handle(self, event: Event[Any], ctx: Context) -> None:
-        """Two calls in turn (the guest, then their memberships at their home center); two
-        more for a membership sold elsewhere (the redemption's invoice, then that center)."""
+        """The snapshots first; else two calls in turn (the guest, then their memberships at
+        their home center), two more for a membership sold elsewhere (the redemption's
+        invoice, then that center)."""
         data: GuestpassRedeemedData = event.data
-        guest = await ctx.zenoti.get_guest(data.guest_id)
-        membership, calls = await _find_membership(ctx, data, guest)
+        located = await ctx.zenoti.member(data.user_membership_id, None)
+        if located is not None:
+            member, center = located
+            guest = await ctx.zenoti.guest(data.guest_id, center)
+            membership = _from_member(member, center, data)
+        else:
+            guest = await ctx.zenoti.get_guest(data.guest_id)
+            membership = await _find_membership(ctx, data, guest)
         output = enriched.GuestpassRedeemed(
             tenant=event.tenant, event_id=event.key, event_type=event.event_type,
             event_timestamp=event.event_timestamp, handler=self.name,
@@ -38,33 +47,47 @@ class GuestpassRedeemed:
             guestpass=_facts(data),
         )
         await ctx.publish(enriched.GuestpassRedeemed.event_name, output)
-        ctx.log.info("event.enriched", calls=1 + calls, guest_id=data.guest_id,
+        ctx.log.info("event.enriched", calls=ctx.zenoti.calls, guest_id=data.guest_id,
                      user_membership_id=membership.user_membership_id, balance=data.balance)
+
+
+def _from_member(member: CenterMember, center: str,
+                 data: GuestpassRedeemedData) -> GuestMembership:
+    """The membership as its center's list names it, with the pass counts of the webhook."""
+    plan, told = member.membership, data.membership
+    ref = None
+    if plan is not None:
+        kind = plan.type if isinstance(plan.type, int) else None
+        ref = MembershipRef(id=plan.id, name=plan.name or (told.name if told else None),
+                            code=plan.code, type=kind)
+    elif told is not None:
+        ref = MembershipRef(id=told.id, name=told.name)
+    if ref is not None:
+        ref.guestpass_total, ref.guestpass_balance = data.total, data.balance
+    status = member.status if isinstance(member.status, int) else None
+    return GuestMembership(user_membership_id=data.user_membership_id, status=status,
+                           center=CenterRef(id=center), membership=ref)
 
 
 async def _find_membership(
     ctx: Context, data: GuestpassRedeemedData, guest: Guest
-) -> tuple[GuestMembership, int]:
-    """The redeemed membership and the calls spent finding it: at the home center, else at
-    the center of the redemption's invoice when that is another one."""
+) -> GuestMembership:
+    """The redeemed membership: at the home center, else at the center of the redemption's
+    invoice when that is another one."""
     searched: list[str] = []
-    calls = 0
     if guest.center_id:
         searched.append(guest.center_id)
-        calls += 1
         found = _matching(await ctx.zenoti.list_memberships(data.guest_id, guest.center_id), data)
         if found is not None:
-            return found, calls
+            return found
     if data.invoice_id:
         invoice = await ctx.zenoti.get_invoice(data.invoice_id)
-        calls += 1
         if invoice.center_id and invoice.center_id not in searched:
             searched.append(invoice.center_id)
-            calls += 1
             listed = await ctx.zenoti.list_memberships(data.guest_id, invoice.center_id)
             found = _matching(listed, data)
             if found is not None:
-                return found, calls
+                return found
     raise ResourceNotFound(
         f"membership {data.user_membership_id!r} is not among the memberships of guest "
         f"{data.guest_id!r} at centers {searched}"

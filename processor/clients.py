@@ -20,6 +20,8 @@ from processor.metrics import Metrics
 from processor.ratelimit import Budget, TokenBucket
 from processor.settings import Settings
 from processor.shared_budget import RedisBudget
+from processor.snapshot_store import MemorySnapshotStore, RedisSnapshotStore
+from processor.snapshots import Snapshots, SnapshotStore
 from processor.zenoti import ZenotiClient
 
 __all__ = ["ZenotiClients"]
@@ -88,10 +90,26 @@ class ZenotiClients:
         tenant = self._settings.all_tenants().get(name)
         if tenant is None or not tenant.api_key.get_secret_value():
             raise PermanentError(f"tenant {name!r} has no Zenoti API key configured")
-        return ZenotiClient(
+        client = ZenotiClient(
             self._http, tenant=name, api_key=tenant.api_key,
             budget=self._budget_factory(name), metrics=self._metrics,
             retries=self._settings.api_retries, backoff=self._settings.api_retry_backoff,
             short_wait=self._settings.api_short_wait, cache=self._cache,
             deadline=self._settings.zenoti_call_deadline,
+        )
+        client.snapshots = self._snapshots(name, client)
+        return client
+
+    def _snapshots(self, tenant: str, client: ZenotiClient) -> Snapshots | None:
+        """The tenant's center snapshots, shared through Redis when there is one."""
+        kinds = frozenset(self._settings.snapshot_kinds)
+        if not kinds:
+            return None
+        store: SnapshotStore = (
+            RedisSnapshotStore(self._redis, self._settings.redis_prefix, tenant, self._log)
+            if self._redis is not None else MemorySnapshotStore())
+        return Snapshots(
+            store, client.snapshot_page, tenant=tenant, kinds=kinds, centers=client.center_ids,
+            metrics=self._metrics, log=self._log, min_demand=self._settings.snapshot_min_demand,
+            refresh_interval=self._settings.snapshot_refresh_seconds,
         )

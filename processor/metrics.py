@@ -89,7 +89,8 @@ class Metrics:
         self.snapshot_lookups = Counter(
             "zenoti_events_snapshot_lookups",
             "Center snapshot look-ups by kind and result (hit, loaded; or a fallback to point "
-            "look-ups: lone, missing, no_center, disabled).", ["kind", "result"], registry=r,
+            "look-ups: lone, missing, no_center, disabled, unusable).", ["kind", "result"],
+            registry=r,
         )
         self.snapshot_pages = Counter(
             "zenoti_events_snapshot_pages",

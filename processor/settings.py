@@ -128,6 +128,14 @@ class Settings(BaseSettings):
             raise ValueError("retry_tiers must be distinct positive seconds in ascending order")
         return value
 
+    @field_validator("snapshot_kinds")
+    @classmethod
+    def _known_snapshot_kinds(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - {"members", "guests"})
+        if unknown:
+            raise ValueError(f"snapshot_kinds may name 'members' and 'guests', not {unknown}")
+        return value
+
     @field_validator("tenants")
     @classmethod
     def _tenant_names_are_path_safe(

@@ -33,12 +33,14 @@ from typing import Any, Protocol
 
 from structlog.typing import FilteringBoundLogger
 
-from processor.errors import BudgetExhausted
+from processor import logs
+from processor.errors import BudgetExhausted, PermanentError, UnexpectedResponse
 from processor.metrics import Metrics
 
 Row = dict[str, Any]
 KINDS = ("members", "guests")
 _REFRESH_SPACING = 60.0
+_BROKEN_FOR = 600.0  # a list Zenoti answers in a shape we do not know: point look-ups a while
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,7 @@ class Snapshots:
         self._refresh_interval = refresh_interval
         self._load_lock = load_lock
         self._wait_hint = wait_hint
+        self._broken: dict[str, float] = {}  # kind -> until when its lists are not asked
 
     def enabled(self, kind: str) -> bool:
         return kind in self._kinds
@@ -128,8 +131,18 @@ class Snapshots:
         ``None``: use point look-ups (a lone event, a kind switched off, no center to ask, or
         a row the snapshot does not have)."""
         key = key.lower()
-        if kind not in self._kinds:
+        if kind not in self._kinds or self._broken.get(kind, 0.0) > time.monotonic():
             return self._result(kind, "disabled", None)
+        try:
+            return await self._find(kind, key, center)
+        except (UnexpectedResponse, PermanentError) as exc:
+            # Not this event's fault, and never a reason to park it: ask point by point.
+            self._broken[kind] = time.monotonic() + _BROKEN_FOR
+            logs.THROTTLE.warning(self._log, "snapshot.unusable", kind=kind,
+                                  tenant=self._tenant, error=str(exc)[:300])
+            return self._result(kind, "unusable", None)
+
+    async def _find(self, kind: str, key: str, center: str | None) -> Found | None:
         located = await self._store.locate(kind, key)
         center = located or center
         if center is None:
@@ -143,7 +156,7 @@ class Snapshots:
     async def peek(self, kind: str, key: str) -> Found | None:
         """The row of ``key`` if some loaded snapshot has it; never loads, never calls."""
         key = key.lower()
-        if kind not in self._kinds:
+        if kind not in self._kinds or self._broken.get(kind, 0.0) > time.monotonic():
             return None
         center = await self._store.locate(kind, key)
         row = None if center is None else await self._store.row(kind, center, key)

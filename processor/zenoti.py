@@ -10,7 +10,14 @@ the API key: text Zenoti sends back is scrubbed of it too.
 
 Answers are cached per kind of resource and concurrent identical requests share one call
 (``processor.cache``, ``processor.coalesce``); ``bound(received_at)`` gives the view of one
-event, whose membership and package lists must be fetched after it was received.
+event, whose membership and package lists must be fetched after it was received, and which
+counts the calls made for it (``calls``).
+
+Broader questions: ``member`` and ``guest`` answer from a center's snapshot of its members
+or guests (``processor.snapshots``: a page of 100 per call) when one serves, and say so by
+returning ``None`` (``member``) or making the point call (``guest``) when not. A list that
+comes back without its wrapper key is a shape error (``UnexpectedResponse``), never an
+empty list; for a snapshot it means point look-ups, counted, never a parked event.
 
 Each request ends within ``deadline`` seconds in all, body included: httpx's own timeout
 bounds each read, so a server dripping a byte every few seconds would otherwise hold the
@@ -29,6 +36,7 @@ retries included, lasts at most ``(retries + 1) * (short_wait + deadline)`` plus
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import math
 import random
@@ -48,10 +56,12 @@ from processor.errors import (
     PermanentError,
     RateLimited,
     ResourceNotFound,
+    UnexpectedResponse,
     ZenotiUnavailable,
 )
 from processor.metrics import Metrics
 from processor.ratelimit import Budget
+from processor.snapshots import Page, Snapshots
 from schemas import zenoti as api
 
 __all__ = ["ZenotiClient"]
@@ -65,6 +75,8 @@ _GUEST_NOT_FOUND = frozenset({404, 505})
 # One page of the largest size Zenoti serves; a guest with more series packages at one
 # center than this is not expected, and every further page would cost a call of the budget.
 _PACKAGE_PAGE_SIZE = 100
+_LIST_PAGE_SIZE = 100  # the most a Zenoti list serves per page
+_CENTERS_KEPT = 86_400.0  # centers rarely change (REFERENCE 5.5: cache them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +99,7 @@ class ZenotiClient:
         self, http: httpx.AsyncClient, *, tenant: str, api_key: SecretStr, budget: Budget,
         metrics: Metrics, retries: int = 0, backoff: float = 0.2, short_wait: float = 2.0,
         cache: ApiCache | None = None, deadline: float = 10.0,
+        snapshots: Snapshots | None = None,
     ) -> None:
         self._http = http
         self._deadline = deadline
@@ -100,6 +113,9 @@ class ZenotiClient:
         self._api_key = api_key
         self._budget = budget
         self._metrics = metrics
+        self.snapshots = snapshots
+        self.calls = 0  # requests made by this client or view (``bound``): one per event
+        self._centers: list[tuple[float, list[str]]] = []  # shared by every view
 
     @property
     def tenant(self) -> str:
@@ -110,7 +126,74 @@ class ZenotiClient:
         (the event's receipt, seconds since the epoch). Shares everything else."""
         view = copy.copy(self)
         view._fresh_after = fresh_after
+        view.calls = 0
         return view
+
+    async def member(
+        self, user_membership_id: str, center_id: str | None
+    ) -> tuple[api.CenterMember, str] | None:
+        """The center member row of a user membership, and its center, from a snapshot;
+        ``None`` when no snapshot serves (then ask with point look-ups)."""
+        found = None if self.snapshots is None else await self.snapshots.find(
+            "members", user_membership_id, center_id)
+        if found is None:
+            return None
+        try:
+            return api.CenterMember.model_validate(found.row), found.center
+        except ValidationError:
+            self._metrics.snapshot_lookups.labels(kind="members", result="unexpected_shape").inc()
+            return None
+
+    async def guest(self, guest_id: str, center_id: str | None = None) -> api.Guest:
+        """The guest from a center's snapshot when one serves, else ``GET /v1/guests/{id}``."""
+        if self.snapshots is not None:
+            found = await self.snapshots.find("guests", guest_id, center_id)
+            if found is not None:
+                with contextlib.suppress(ValidationError):
+                    return api.Guest.model_validate(found.row)
+        return await self.get_guest(guest_id)
+
+    async def known_guest(self, guest_id: str) -> api.Guest | None:
+        """The guest if a loaded snapshot has them; never a call."""
+        found = None if self.snapshots is None else await self.snapshots.peek("guests", guest_id)
+        if found is None:
+            return None
+        with contextlib.suppress(ValidationError):
+            return api.Guest.model_validate(found.row)
+        return None
+
+    async def snapshot_page(self, kind: str, center: str, page: int, since: float | None) -> Page:
+        """One page of ``center``'s members (``GET /v1/centers/{id}/members``) or guests
+        (``GET /v1/guests?center_id=``), changed since ``since`` (a date: the filters take
+        dates) when given. ``UnexpectedResponse`` if the list's wrapper key is missing."""
+        params = {"page": str(page), "size": str(_LIST_PAGE_SIZE)}
+        day = None if since is None else time.strftime("%Y-%m-%d", time.gmtime(since))
+        if kind == "members":
+            path, wrapper = f"/v1/centers/{_segment(center)}/members", "members"
+            params.update({"last_updated_date": day} if day else {})
+        else:
+            path, wrapper = "/v1/guests", "guests"
+            params.update({"center_id": center, **({"last_updated": day} if day else {})})
+        call = _Call(f"center_{kind}", f"{kind} of center {center!r} (page {page})", path, params)
+        body = await self._fetch(call)
+        items = _wrapped(body, wrapper, call, self._say)
+        rows = {str(item["id"]).lower(): item for item in items
+                if isinstance(item, dict) and item.get("id")}
+        paging = body.get("page_info") or body.get("page_Info")
+        total = paging.get("total") if isinstance(paging, dict) else None
+        more = (page * _LIST_PAGE_SIZE < total if isinstance(total, int)
+                else len(items) >= _LIST_PAGE_SIZE)
+        return Page(rows, more)
+
+    async def center_ids(self) -> list[str]:
+        """The organisation's centers (``GET /v1/centers``), asked once a day."""
+        if self._centers and time.time() - self._centers[0][0] < _CENTERS_KEPT:
+            return self._centers[0][1]
+        call = _Call("centers", "centers", "/v1/centers")
+        listed = self._parse(call, api.CenterList, await self._fetch(call))
+        ids = [center.id for center in _wrapped_model(listed.centers, "centers", call, self._say)]
+        self._centers[:] = [(time.time(), ids)]
+        return ids
 
     async def get_invoice(self, invoice_id: str) -> api.Invoice:
         """``GET /v1/invoices/{id}``: the invoice, whose ``guest`` leads to the guest."""
@@ -129,7 +212,8 @@ class ZenotiClient:
         path = f"/v1/guests/{_segment(guest_id)}/memberships"
         call = _Call("memberships", subject, path, {"center_id": center_id})
         listed = await self._get(call, f"{guest_id}:{center_id}", api.MembershipList)
-        return listed.guest_memberships or []
+        return _wrapped_model(listed.guest_memberships, "guest_memberships", call, self._say,
+                              present="guest_memberships" in listed.model_fields_set)
 
     async def list_packages(self, guest_id: str, center_id: str) -> list[api.GuestPackage]:
         """``GET /v1/guests/{id}/packages``: the series packages of the first (largest) page."""
@@ -137,7 +221,9 @@ class ZenotiClient:
         path = f"/v1/guests/{_segment(guest_id)}/packages"
         params = {"center_id": center_id, "page_num": "1", "page_size": str(_PACKAGE_PAGE_SIZE)}
         call = _Call("packages", subject, path, params)
-        return (await self._get(call, f"{guest_id}:{center_id}", api.PackageList)).packages or []
+        listed = await self._get(call, f"{guest_id}:{center_id}", api.PackageList)
+        return _wrapped_model(listed.packages, "packages", call, self._say,
+                              present="packages" in listed.model_fields_set)
 
     async def _get(self, call: _Call, key: str, model: type[ModelT]) -> ModelT:
         """The answer to ``call`` as ``model``: from the cache when it may serve, else from
@@ -189,6 +275,7 @@ class ZenotiClient:
             self._metrics.budget_deferred.labels(tenant=self._tenant).inc()
             raise
         self._metrics.tokens_wait_seconds.labels(tenant=self._tenant).observe(waited)
+        self.calls += 1
         response = await self._send(call)
         remaining = _count(response.headers.get("RateLimit-Remaining"))
         if remaining is not None and remaining <= 0:
@@ -263,6 +350,24 @@ class ZenotiClient:
         """``message`` without the API key, should Zenoti ever echo it back."""
         key = self._api_key.get_secret_value()
         return message.replace(key, "[api key]") if key else message
+
+
+ItemT = TypeVar("ItemT")
+
+
+def _wrapped(body: dict[str, Any], key: str, call: _Call, say: Any) -> list[Any]:
+    """``body[key]`` as a list (null: empty); a missing key is a shape error, not nothing."""
+    if key not in body:
+        raise UnexpectedResponse(say(f"Zenoti answered {call.subject} without {key!r}"))
+    value = body[key]
+    return value if isinstance(value, list) else []
+
+
+def _wrapped_model(items: list[ItemT] | None, key: str, call: _Call, say: Any,
+                   present: bool = True) -> list[ItemT]:
+    if not present:
+        raise UnexpectedResponse(say(f"Zenoti answered {call.subject} without {key!r}"))
+    return items or []
 
 
 def _segment(value: str) -> str:

@@ -13,7 +13,16 @@ from typing import ClassVar
 
 from pydantic import BaseModel
 
-from schemas.zenoti import CenterRef, Freeze, Guest, GuestMembership, GuestPackage, Number, Phone
+from schemas.zenoti import (
+    CenterRef,
+    Freeze,
+    Guest,
+    GuestMembership,
+    GuestPackage,
+    InvoiceGuest,
+    Number,
+    Phone,
+)
 
 __all__ = [
     "EnrichedEvent",
@@ -50,6 +59,14 @@ class EnrichedGuest(BaseModel):
             mobile_phone=info.mobile_phone,
             home_center=home,
         )
+
+
+    @classmethod
+    def from_invoice(cls, guest: InvoiceGuest) -> EnrichedGuest:
+        """The guest block of an invoice (``GET /v1/invoices/{id}``): name and email, no
+        phone or home center; used where asking for the guest would cost a call."""
+        return cls(id=guest.id, first_name=guest.first_name, last_name=guest.last_name,
+                   email=guest.email)
 
 
 class EnrichedEvent(BaseModel):
