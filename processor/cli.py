@@ -31,7 +31,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return command(args, settings)
     except ConfigError as exc:
-        print(f"zenoti-events: {exc}", file=sys.stderr)
+        # One structured line, whenever it is found (at start-up, or a topology mismatch met
+        # on a reconnect): retrying cannot help, so the process stops and says why.
+        logs.get_logger().error("process.config_error", error=str(exc), kind=type(exc).__name__)
         return 2
 
 

@@ -91,7 +91,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event, enabled: Sequence[
     loaded = plugins.discover(enabled or None)
     publisher = ConfirmedPublisher(
         settings.amqp_url.get_secret_value(), log=log, metrics=metrics, name="worker-publisher",
-        max_delay=settings.reconnect_max_delay,
+        max_delay=settings.reconnect_max_delay, max_message_size=settings.broker_max_message_size,
     )
     clients = ZenotiClients(settings, metrics)
     done = _deduplicator(settings, "done", log)

@@ -17,17 +17,25 @@ dead-lettering, so no message leaves a queue unless a consumer acked it. Only fe
 in both RabbitMQ 3.10 and 4.x are used (quorum queues with dead-lettering, TTL and delivery
 limit; alternate exchanges). Bindings that settings no longer name are not removed: AMQP
 cannot list them; an operator unbinds them (documented in docs/architecture.md).
+
+A queue or exchange that already exists with other arguments (an older delivery limit, a
+classic queue) cannot be redeclared: the broker answers ``PRECONDITION_FAILED`` and ``declare``
+raises ``TopologyMismatch`` naming the entity and the argument. That is a configuration error:
+retrying cannot help, so every process stops on it instead of reconnecting forever.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel
+from aiormq.exceptions import ChannelPreconditionFailed
 from pamqp.common import FieldTable
 
+from processor.errors import TopologyMismatch
 from processor.retry import delay_queue_name
 from schemas.envelope import routing_key
 
@@ -36,6 +44,12 @@ UNROUTED = "zenoti.unrouted"
 DEAD = "zenoti.dead"
 ENRICHED = "zenoti.enriched"
 UNCLAIMED = "zenoti.enriched.unclaimed"
+# RabbitMQ's reply to a redeclaration with other arguments, e.g. "PRECONDITION_FAILED -
+# inequivalent arg 'x-delivery-limit' for queue 'q' in vhost 'v': received '5' but current is '10'"
+_INEQUIVALENT = re.compile(
+    r"inequivalent arg '(?P<arg>[^']*)' for (?P<kind>\w+) '(?P<name>[^']*)' in vhost "
+    r"'(?P<vhost>[^']*)': received (?P<ours>.*) but current is (?P<theirs>.*)$"
+)
 # Quorum queues; dead-lettering at-least-once (RabbitMQ >= 3.10) needs reject-publish overflow.
 _SAFE_DEAD_LETTERING: FieldTable = {
     "x-queue-type": "quorum", "x-dead-letter-strategy": "at-least-once",
@@ -69,7 +83,32 @@ async def declare(
     channel: AbstractChannel, bindings: Sequence[Binding], *,
     retry_tiers: Sequence[float] = (), delivery_limit: int = 10,
 ) -> None:
-    """Declare every exchange, queue and binding; safe to run any number of times."""
+    """Declare every exchange, queue and binding; safe to run any number of times.
+
+    Raises ``TopologyMismatch`` if one exists with other arguments; ``channel`` is then closed
+    (the broker closes it)."""
+    try:
+        await _declare(channel, bindings, retry_tiers, delivery_limit)
+    except ChannelPreconditionFailed as exc:
+        raise mismatch(str(exc.args[0]) if exc.args else "") from exc
+
+
+def mismatch(reply_text: str) -> TopologyMismatch:
+    """The ``TopologyMismatch`` that the broker's ``PRECONDITION_FAILED`` reply describes."""
+    found = _INEQUIVALENT.search(reply_text)
+    if found is None:
+        return TopologyMismatch(f"the broker refused the topology: {reply_text}")
+    return TopologyMismatch(
+        f"{found['kind']} {found['name']!r} in vhost {found['vhost']!r} exists with "
+        f"{found['arg']} = {found['theirs']} but this process declares {found['ours']}: delete or "
+        f"migrate the {found['kind']}, or change the settings to match"
+    )
+
+
+async def _declare(
+    channel: AbstractChannel, bindings: Sequence[Binding], retry_tiers: Sequence[float],
+    delivery_limit: int,
+) -> None:
     unrouted = await channel.declare_exchange(UNROUTED, ExchangeType.FANOUT, durable=True)
     parked = await channel.declare_queue(UNROUTED, durable=True, arguments=_parking(UNROUTED, ""))
     await parked.bind(unrouted)

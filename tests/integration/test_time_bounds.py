@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -54,7 +55,7 @@ async def dripping() -> AsyncIterator[Dripping]:
         await runner.cleanup()
 
 
-def settings_for(server: Dripping, **overrides: object) -> Settings:
+def settings_for(server: Dripping, **overrides: Any) -> Settings:
     return Settings(**{
         "zenoti_api_url": f"http://127.0.0.1:{server.port}", "api_key": SecretStr("k"),
         "zenoti_api_timeout": 5.0,  # longer than the gap between bytes: never fires here
