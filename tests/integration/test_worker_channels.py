@@ -13,7 +13,7 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import BaseModel
 
-from processor import Context, Event
+from processor import Context, Event, topology
 from processor.clients import ZenotiClients
 from processor.dedupe import MemoryDeduplicator
 from processor.dispatch import Dispatcher
@@ -25,7 +25,7 @@ from processor.settings import Settings
 from processor.topology import Binding, queue_name
 from processor.worker import Worker
 from tests.conftest import Broker
-from tests.integration.amqp import reset
+from tests.integration.amqp import channel, reset
 from tests.integration.inprocess import Item, send, settings_for
 
 pytestmark = pytest.mark.integration
@@ -134,3 +134,19 @@ async def test_a_channel_the_broker_closes_restarts_only_that_handlers_consumer(
     assert after[queue_name("beta")] == before[queue_name("beta")], "beta's consumer restarted"
     assert after[queue_name("alpha")] != before[queue_name("alpha")], "alpha did not reconsume"
     assert Beta.handled == [f"b{n}" for n in range(20)]
+
+
+async def test_a_consumer_the_broker_cancels_comes_back_once_its_queue_does(
+    broker: Broker,
+) -> None:
+    await reset(broker.url, BINDINGS)
+    Alpha.handled.clear()
+    Beta.handled.clear()
+    async with running_worker(settings_for(broker.url, reconnect_max_delay=0.5)):
+        async with channel(broker.url) as ch:
+            await ch.queue_delete(queue_name("alpha"))  # the broker cancels alpha's consumer
+            await asyncio.sleep(0.5)
+            await topology.declare(ch, BINDINGS)
+        await send(broker.url, "Test.Alpha", "back", {"n": 0})
+        await send(broker.url, "Test.Beta", "still", {"n": 0})
+        await until(lambda: "back" in Alpha.handled and "still" in Beta.handled)
