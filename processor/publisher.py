@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -134,16 +135,16 @@ class ConfirmedPublisher:
             message_id=message_id, priority=0,
         )
         try:
-            channel = await self._underlay(confirm_timeout)
+            channel, waited = await self._underlay(confirm_timeout)
+            budget = confirm_timeout - waited
             publishing = channel.basic_publish(
                 body, exchange=exchange, routing_key=routing_key, properties=properties,
-                mandatory=True, timeout=None if on_late_confirm else confirm_timeout,
+                mandatory=True, timeout=None if on_late_confirm else budget,
             )
             if on_late_confirm is None:
                 await publishing
             else:
-                await self._confirmed_or_watched(publishing, confirm_timeout, on_late_confirm,
-                                                 message_id)
+                await self._confirmed_or_watched(publishing, budget, on_late_confirm, message_id)
         except (BrokerUnavailable, PublishRefused):
             raise
         except TimeoutError as exc:
@@ -217,11 +218,13 @@ class ConfirmedPublisher:
             self._log.warning("publish.late_confirm_callback_failed", component=self._name,
                               message_id=message_id, error=repr(exc))
 
-    async def _underlay(self, budget: float) -> aiormq.abc.AbstractChannel:
-        """The open confirm channel. While the broker-closed channel is being reopened on a
-        live connection (a matter of milliseconds), wait for it within ``budget``."""
+    async def _underlay(self, budget: float) -> tuple[aiormq.abc.AbstractChannel, float]:
+        """The open confirm channel, and the seconds spent waiting for it: while a channel the
+        broker closed is reopened on a live connection (milliseconds), wait within ``budget``."""
         channel = self._channel
+        waited = 0.0
         if channel is None or channel.is_closed:
+            started = time.monotonic()
             connection = self._connection
             if connection is None or connection.is_closed or self._stopped.is_set():
                 raise BrokerUnavailable("not connected to the broker")
@@ -234,7 +237,8 @@ class ConfirmedPublisher:
             channel = self._channel
             if channel is None or channel.is_closed:
                 raise BrokerUnavailable("not connected to the broker")
-        return await channel.get_underlay_channel()
+            waited = time.monotonic() - started
+        return await channel.get_underlay_channel(), waited
 
     async def _keep_connected(self) -> None:
         delay = 0.2
