@@ -38,6 +38,8 @@ __all__ = [
     "InvoiceResponse",
     "MemberGuest",
     "MemberMembership",
+    "MembershipChange",
+    "MembershipChangeLog",
     "MembershipList",
     "MembershipRef",
     "Number",
@@ -47,6 +49,8 @@ __all__ = [
     "PageInfo",
     "PersonalInfo",
     "Phone",
+    "SalesAccrualReport",
+    "SalesRow",
     "ZenotiId",
 ]
 
@@ -285,3 +289,50 @@ class CenterList(_Resource):
     """``GET /v1/centers``: the organisation's centers (REFERENCE 5.5), wrapper ``centers``."""
 
     centers: list[CenterRef] | None = None
+
+
+class MembershipChange(_Resource):
+    """An item of ``GET /v1/guests/memberships/change_log`` (its documented fields): a user
+    membership changed in the window, as it is now. Statuses are typed strings in the table
+    and described by the numbers of REFERENCE 5.2."""
+
+    id: ZenotiId
+    guest_id: str | None = None
+    status: int | str | None = None
+    recurrence_status: int | str | None = None
+    membership_code: str | None = None
+    membership_id: str | None = None
+
+
+class MembershipChangeLog(_Resource):
+    """Membership changes in a window, a page at a time. The wrapper key is not documented:
+    ``guest_memberships`` is assumed, ``change_logs`` and ``memberships`` accepted too."""
+
+    changes: list[MembershipChange] | None = Field(
+        None, validation_alias=AliasChoices("guest_memberships", "change_logs", "memberships"))
+    page_info: PageInfo | None = Field(
+        None, validation_alias=AliasChoices("page_info", "page_Info"))
+
+
+class SalesRow(_Resource):
+    """A row of the sales accrual report (``ReportInvoice``, documented): one invoice line,
+    with the invoice's guest and center."""
+
+    invoice_id: str | None = None
+    invoice_no: str | None = None
+    guest_id: str | None = None
+    guest_code: str | None = None
+    guest_name: str | None = None
+    center_id: str | None = None
+    item_id: str | None = None
+    item_type: str | None = None
+    sale_date: datetime | None = None
+    invoice_date: datetime | None = None
+
+
+class SalesAccrualReport(_Resource):
+    """``POST /v1/reports/sales/accrual_basis/flat_file``: ``sales`` rows and ``page_info``
+    (documented); ``total`` is kept as sent."""
+
+    sales: list[SalesRow] | None = None
+    page_info: PageInfo | None = None

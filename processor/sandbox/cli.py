@@ -37,6 +37,12 @@ def add_sandbox_parser(sub: Any) -> None:
     parser.add_argument("--throttle-retry-after", type=float, default=d.throttle_retry_after)
     parser.add_argument("--api-key", action="append", default=[], dest="api_keys",
                         help="accepted key (repeatable; none: any non-empty key)")
+    parser.add_argument("--list-key", action="append", default=[], dest="list_keys",
+                        type=_pair, metavar="LIST=KEY",
+                        help="wrapper key of a list Zenoti does not document, e.g. "
+                             "center_members=center_members (repeatable)")
+    parser.add_argument("--status-names", action="store_true",
+                        help="statuses in center-wide lists as names, not numbers")
     parser.set_defaults(command=_sandbox)
 
 
@@ -61,8 +67,15 @@ def add_simulate_parser(sub: Any) -> None:
     parser.set_defaults(command=_simulate)
 
 
+def _pair(text: str) -> tuple[str, str]:
+    name, _, value = text.partition("=")
+    if not name or not value:
+        raise argparse.ArgumentTypeError(f"expected LIST=KEY, got {text!r}")
+    return name, value
+
+
 def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
-    config = SandboxConfig(**_fields(args, SandboxConfig))
+    config = SandboxConfig(**{**_fields(args, SandboxConfig), "list_keys": dict(args.list_keys)})
     config.check()
 
     async def serve() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from processor.errors import ConfigError
+from processor.sandbox.api import LIST_KEYS
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,10 @@ class SandboxConfig:
     # sends. A fraction compresses time for tests and benchmarks.
     throttle_retry_after: float = 0.0
     api_keys: list[str] = field(default_factory=list)
+    # Wrapper keys of the lists Zenoti does not document (``processor.sandbox.api.LIST_KEYS``),
+    # e.g. {"center_members": "center_members"}, to try a client against another guess.
+    list_keys: dict[str, str] = field(default_factory=dict)
+    status_names: bool = False  # statuses in center-wide lists as names ("Frozen"), not numbers
 
     def check(self) -> None:
         """Raise ``ConfigError`` naming every out-of-range field, at once."""
@@ -49,6 +54,9 @@ class SandboxConfig:
         problems += [f"{name} must be >= 0, got {v}" for name, v in nonnegative if v < 0]
         if not 0 <= self.port <= 65535:
             problems.append(f"port must be within [0, 65535], got {self.port}")
+        unknown = set(self.list_keys) - set(LIST_KEYS)
+        if unknown:
+            problems.append(f"list_keys names no list with an undocumented key: {sorted(unknown)}")
         if any(not key for key in self.api_keys):
             problems.append("api_keys must not contain an empty key")
         if problems:

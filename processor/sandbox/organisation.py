@@ -79,6 +79,13 @@ class Organisation:
             self._memberships_by_guest[membership.guest_id].append(membership)
         for package in self.packages:
             self._packages_by_guest[package.guest_id].append(package)
+        # Center-wide lists, in the order they are served: oldest first, then by id.
+        self._members: dict[str, list[Membership]] = defaultdict(list)
+        for membership in sorted(self.memberships, key=lambda m: (m.sold_date, m.id)):
+            self._members[membership.center_id].append(membership)
+        self._guests_at: dict[str, list[Guest]] = defaultdict(list)
+        for guest in sorted(self.guests.values(), key=lambda g: (g.created_date, g.id)):
+            self._guests_at[guest.center_id].append(guest)
 
     @classmethod
     def generate(cls, seed: int, *, guests: int = 300, centers: int = 3) -> Organisation:
@@ -101,6 +108,14 @@ class Organisation:
         """The guest's memberships sold at ``center_id``."""
         owned = self._memberships_by_guest.get(guest_id.lower(), [])
         return [m for m in owned if m.center_id == center_id.lower()]
+
+    def members_of(self, center_id: str) -> list[Membership]:
+        """The memberships sold at ``center_id``, oldest sale first."""
+        return self._members.get(center_id.lower(), [])
+
+    def guests_at(self, center_id: str) -> list[Guest]:
+        """The guests whose home center is ``center_id``, oldest first."""
+        return self._guests_at.get(center_id.lower(), [])
 
     def packages_of(self, guest_id: str, center_id: str) -> list[Package]:
         """The guest's series packages sold at ``center_id``."""

@@ -1,4 +1,4 @@
-"""The JSON bodies the sandbox answers with: Zenoti's shapes (REFERENCE 4.5, 5.1-5.5).
+"""The JSON bodies the sandbox answers with: Zenoti's shapes (REFERENCE 4.5, 5.1-5.5, 5.8).
 
 Each function takes records and returns a plain dict ready for ``json.dumps``. Shapes are
 the contract the project's Zenoti client is written against, so change them only with it.
@@ -6,6 +6,7 @@ the contract the project's Zenoti client is written against, so change them only
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -134,3 +135,78 @@ def center(record: Center) -> Json:
                    "time_zone_id": record.time_zone_id, "currency_id": record.currency_id},
         "error": None,
     }
+
+
+# Center-wide lists (the bulk notes beside REFERENCE 5.8): item fields as documented; the
+# wrapper keys of the members list and the change log are not documented (configurable).
+
+
+def center_info(record: Center) -> Json:
+    """An item of ``GET /v1/centers``'s ``centers`` (a few CenterInfo fields)."""
+    return {"id": record.id, "code": record.code, "name": record.name,
+            "display_name": record.name, "description": None,
+            "currency": {"id": record.currency_id}}
+
+
+def member(org: Organisation, record: Membership, status: int | str,
+           recurrence: int | str) -> Json:
+    """A row of ``GET /v1/centers/{id}/members``: ``id`` is the user membership."""
+    guest = org.guests[record.guest_id]
+    freeze = record.freeze
+    return {
+        "id": record.id,
+        "status": status,
+        "guest": {"id": guest.id, "code": guest.code,
+                  "name": f"{guest.first_name} {guest.last_name}"},
+        "membership": {"id": record.plan.id, "code": record.plan.code, "name": record.plan.name,
+                       "type": record.plan.type, "version_id": _derived(record.plan.id)},
+        "start_date": when(record.sold_date),
+        "end_date": when(record.expiry_date),
+        "sold_date": when(record.sold_date),
+        "recurrence_status": recurrence,
+        "renewal_details": {"id": _derived(record.id), "auto_renewal": True},
+        "freeze_date": when(freeze.start_date) if freeze else None,
+        "cancelled_date": None,
+        "closed_date": None,
+        "credits_amount": 0.0,
+        "services_amount": float(record.guestpass_total),
+        "products_amount": 0.0,
+    }
+
+
+def membership_change(record: Membership, status: int | str, recurrence: int | str) -> Json:
+    """An item of ``GET /v1/guests/memberships/change_log``: the membership as it is now."""
+    return {"guest_id": record.guest_id, "id": record.id, "status": status,
+            "recurrence_status": recurrence, "membership_code": record.plan.code,
+            "membership_id": record.plan.id}
+
+
+def page(key: str, items: list[Json], info: Json, info_key: str = "page_info") -> Json:
+    """A page of a list: ``{key: items, info_key: info, "error": None}``."""
+    return {key: items, info_key: info, "error": None}
+
+
+_ITEM_TYPES = {0: "Service", 3: "Membership", 4: "Package"}  # the sandbox's item types
+
+
+def sales_rows(org: Organisation, record: Invoice) -> list[Json]:
+    """The sales accrual report's rows of one invoice, one per line item."""
+    guest, center = org.guests[record.guest_id], org.centers[record.center_id]
+    share = 1 / len(record.items)
+    return [{
+        "sale_date": when(record.invoice_date), "invoice_id": record.id,
+        "invoice_no": record.number, "receipt_no": record.receipt_number,
+        "guest_id": guest.id, "guest_name": f"{guest.first_name} {guest.last_name}",
+        "guest_code": guest.code, "center_id": center.id, "center_name": center.name,
+        "center_code": center.code, "item_id": item.id, "item_name": item.name,
+        "item_code": None, "item_type": _ITEM_TYPES.get(item.type, str(item.type)), "qty": 1,
+        "sales_exc_tax": round(record.net_price * share, 2),
+        "sales_inc_tax": round(record.sum_total * share, 2), "tax": round(record.tax * share, 2),
+        "collected": round(record.sum_total * share, 2), "redeemed": 0.0, "due": 0.0,
+        "invoice_date": when(record.invoice_date), "sale_type": "Sale", "status": "Closed",
+    } for item in record.items]
+
+
+def _derived(record_id: str) -> str:
+    """A stable id derived from another (for ids the sandbox's records do not hold)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_OID, record_id))

@@ -20,11 +20,12 @@ from typing import Self
 from aiohttp import web
 
 from processor.logs import get_logger
-from processor.sandbox import payloads
-from processor.sandbox.api import ENDPOINTS, Call, ZenotiApi, route
+from processor.sandbox import lists, payloads
+from processor.sandbox.api import ENDPOINTS, METHODS, Call, ZenotiApi, route
 from processor.sandbox.budget import Budget, Clock, Grant
 from processor.sandbox.config import SandboxConfig
 from processor.sandbox.faults import Fault, Faults
+from processor.sandbox.lists import NOW
 from processor.sandbox.organisation import Organisation
 from processor.sandbox.payloads import Json
 
@@ -58,7 +59,7 @@ class Sandbox:
         self.config = config
         self.org = org or Organisation.generate(config.seed, guests=config.guests,
                                                 centers=config.centers)
-        self.api = ZenotiApi(self.org)
+        self.api = ZenotiApi(self.org, config.list_keys, config.status_names)
         self.budget = Budget(config.calls_per_window, config.window_seconds, clock)
         self.faults = Faults(throttle_rate=config.throttle_rate, error_rate=config.error_rate,
                              timeout_rate=config.timeout_rate, latency_ms=config.latency_ms,
@@ -77,11 +78,18 @@ class Sandbox:
         return app
 
     async def _change_membership(self, request: web.Request) -> web.Response:
-        """Change a membership's fields from now on (e.g. freeze it), as Zenoti's state would."""
+        """Change a membership's fields from now on (e.g. freeze it), as Zenoti's state would;
+        an optional ``changed_at`` (ISO, the sandbox's local time) dates it in the change log,
+        else the sandbox's now."""
         changes = await request.json()
         if not isinstance(changes, dict):
             return web.json_response({"error": "a JSON object of fields is required"}, status=400)
-        self.api.membership_changes.setdefault(request.match_info["id"], {}).update(changes)
+        try:
+            at = lists.moment(changes, "changed_at", NOW) or NOW
+        except lists.BadQuery as problem:
+            return web.json_response({"error": problem.message}, status=400)
+        fields = {k: v for k, v in changes.items() if k != "changed_at"}
+        self.api.change_membership(request.match_info["id"], fields, at)
         return web.json_response({"changed": request.match_info["id"]})
 
     def api_key(self, request: web.Request) -> str | None:
@@ -110,6 +118,15 @@ class Sandbox:
             return self._throttled(grant)
         return await self._faulted(request, call, grant)
 
+    async def _body(self, request: web.Request) -> object:
+        """A POST's JSON body, ``None`` when it has none or it is not JSON."""
+        if not request.can_read_body:
+            return None
+        try:
+            return await request.json()
+        except ValueError:
+            return None
+
     async def _faulted(self, request: web.Request, call: Call | None, grant: Grant) -> web.Response:
         """Answer a call that had a token: with its fault if it draws one, else normally."""
         fault = self.faults.draw()
@@ -124,13 +141,16 @@ class Sandbox:
             return self._json(status, payloads.error(status, "An error has occurred."), grant)
         if fault is Fault.HANG:
             await asyncio.sleep(self.config.hang_seconds)
-        return self._answer(request, call, grant)
+        return await self._answer(request, call, grant)
 
-    def _answer(self, request: web.Request, call: Call | None, grant: Grant) -> web.Response:
+    async def _answer(self, request: web.Request, call: Call | None,
+                      grant: Grant) -> web.Response:
         if call is None:
             return self._json(404, _NO_ROUTE, grant)
-        if request.method != "GET":
+        if request.method != METHODS[call.endpoint]:
             return self._json(405, payloads.error(405, "Method not allowed"), grant)
+        if request.method == "POST":
+            call = replace(call, body=await self._body(request))
         answer = self.api.answer(call)
         return self._json(answer.status, answer.body, grant)
 
