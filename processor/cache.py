@@ -17,7 +17,8 @@ that queued up before a fetch all share it (the backlog case, when the budget is
 
 ``RedisCache`` is shared by every pod; ``MemoryCache`` is per process and bounded (least
 recently used entries go first). Both store the JSON body with the wall-clock time it was
-fetched. A failing Redis is a miss, never an error.
+fetched. A failing Redis is a miss, never an error, logged once a minute however many calls
+fail (``logs.Throttle``), and its end once; so is an entry that does not decode.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from structlog.typing import FilteringBoundLogger
+
+from processor import logs
 
 Body = dict[str, Any]
 
@@ -62,6 +65,9 @@ class ApiCache(Protocol):
     async def put(self, kind: Kind, key: str, body: Body) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+_DOWN = "cache.unavailable"
 
 
 class NullCache:
@@ -108,23 +114,31 @@ class MemoryCache:
 
 class RedisCache:
     """Shared: ``<prefix>:<kind>:<key>`` holds ``{"at": fetched_at, "body": ...}`` for the
-    kind's TTL."""
+    kind's TTL. ``throttle`` keeps an outage to a line a minute (default: ``logs.THROTTLE``)."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, log: FilteringBoundLogger) -> None:
+    def __init__(self, client: aioredis.Redis, prefix: str, log: FilteringBoundLogger,
+                 throttle: logs.Throttle | None = None) -> None:
         self._redis = client
         self._prefix = prefix
         self._log = log
+        self._throttle = throttle or logs.THROTTLE
 
     async def get(self, kind: Kind, key: str) -> Entry | None:
         try:
             raw = await self._redis.get(f"{self._prefix}:{kind.name}:{key}")
         except RedisError as exc:
-            self._log.warning("cache.unavailable", operation="get", error=repr(exc))
+            self._throttle.warning(self._log, _DOWN, operation="get", error=repr(exc))
             return None
+        self._throttle.recovered(self._log, _DOWN, "cache.recovered")
         if raw is None:
             return None
-        stored = json.loads(raw)
-        return Entry(stored["body"], float(stored["at"]))
+        try:
+            stored = json.loads(raw)
+            return Entry(dict(stored["body"]), float(stored["at"]))
+        except (ValueError, TypeError, KeyError) as exc:  # written by something else: a miss
+            self._throttle.warning(self._log, "cache.undecodable", kind=kind.name,
+                                   error=repr(exc))
+            return None
 
     async def put(self, kind: Kind, key: str, body: Body) -> None:
         value = json.dumps({"at": time.time(), "body": body}, separators=(",", ":"))
@@ -132,7 +146,9 @@ class RedisCache:
             await self._redis.set(f"{self._prefix}:{kind.name}:{key}", value,
                                   ex=max(1, int(kind.ttl)))
         except RedisError as exc:
-            self._log.warning("cache.unavailable", operation="put", error=repr(exc))
+            self._throttle.warning(self._log, _DOWN, operation="put", error=repr(exc))
+            return
+        self._throttle.recovered(self._log, _DOWN, "cache.recovered")
 
     async def aclose(self) -> None:
         await self._redis.aclose()

@@ -7,7 +7,8 @@ handler succeeded (a broker redelivery after a crash is acked without running ag
 The Redis store is shared by every pod. The memory store is bounded (oldest keys dropped first)
 and per process: correct for one process only, which the processes say at start-up.
 A store that fails (Redis away) never blocks work: ``seen`` answers False (process it; the
-worst case is a duplicate, which downstream ids make harmless) and the failure is logged.
+worst case is a duplicate, which downstream ids make harmless) and the failure is logged, once
+per minute however many calls fail (``logs.Throttle``), and its end once.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from structlog.typing import FilteringBoundLogger
+
+from processor import logs
 
 
 class Deduplicator(Protocol):
@@ -66,30 +69,46 @@ class MemoryDeduplicator:
 
 
 class RedisDeduplicator:
-    """Shared through Redis: one key per entry, ``<namespace>:<key>``, ``SET .. EX window``."""
+    """Shared through Redis: one key per entry, ``<namespace>:<key>``, ``SET .. EX window``.
+
+    ``throttle`` keeps an outage to a line a minute (default: the process's ``THROTTLE``)."""
 
     def __init__(self, client: aioredis.Redis, namespace: str, window: float,
-                 log: FilteringBoundLogger) -> None:
+                 log: FilteringBoundLogger, throttle: logs.Throttle | None = None) -> None:
         self._redis = client
         self._prefix = f"{namespace}:"
         self._window = max(1, int(window))
         self._log = log
+        self._throttle = throttle or logs.THROTTLE
 
     async def seen(self, key: str) -> bool:
         try:
-            return bool(await self._redis.exists(self._prefix + key))
+            found = bool(await self._redis.exists(self._prefix + key))
         except RedisError as exc:
-            self._log.warning("dedupe.unavailable", operation="seen", error=repr(exc))
+            self._unavailable("seen", exc)
             return False
+        self._available()
+        return found
 
     async def remember(self, key: str) -> None:
         try:
             await self._redis.set(self._prefix + key, b"1", ex=self._window)
         except RedisError as exc:
-            self._log.warning("dedupe.unavailable", operation="remember", error=repr(exc))
+            self._unavailable("remember", exc)
+            return
+        self._available()
+
+    def _unavailable(self, operation: str, exc: RedisError) -> None:
+        self._throttle.warning(self._log, _DOWN, operation=operation, error=repr(exc))
+
+    def _available(self) -> None:
+        self._throttle.recovered(self._log, _DOWN, "dedupe.recovered")
 
     async def aclose(self) -> None:
         await self._redis.aclose()
+
+
+_DOWN = "dedupe.unavailable"
 
 
 def make_deduplicator(
