@@ -10,14 +10,16 @@ worker of an organisation (Redis, say) can later stand behind the same three met
 from __future__ import annotations
 
 import asyncio
+import heapq
 import math
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from processor.errors import BudgetExhausted
 
-__all__ = ["Budget", "TokenBucket"]
+__all__ = ["JITTER", "Budget", "TokenBucket"]
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -25,6 +27,9 @@ Sleep = Callable[[float], Awaitable[None]]
 # Float refill arithmetic may land a hair short of a whole token after sleeping exactly the
 # computed wait; without this slack the waiter would sleep again for a few nanoseconds.
 _EPSILON = 1e-9
+# A deferral's retry_after is spread by a factor in [1 - JITTER, 1 + JITTER], so that messages
+# deferred together (by pods that do not share a bucket, say) do not come back together.
+JITTER = 0.1
 
 
 class Budget(Protocol):
@@ -32,7 +37,8 @@ class Budget(Protocol):
 
     async def acquire(self, max_wait: float = math.inf) -> float:
         """Wait until one call is allowed, take it, and return the seconds waited; raise
-        ``BudgetExhausted`` (taking nothing) when the wait would exceed ``max_wait``."""
+        ``BudgetExhausted`` (taking nothing) when the wait would exceed ``max_wait``, with a
+        ``retry_after`` that leaves the messages already waiting their turns first."""
         ...
 
     def observe(self, remaining: int | None, reset_seconds: float | None) -> None:
@@ -52,8 +58,13 @@ class TokenBucket:
 
     Waiters are served first come, first served: one lock is held by the waiter at the head
     of the queue while it sleeps exactly the computed wait (no polling). It wakes again only
-    if Zenoti's reports moved the goalposts meanwhile. ``clock`` and ``sleep`` are injectable
-    so that tests can run on a fake timeline.
+    if Zenoti's reports moved the goalposts meanwhile. ``clock``, ``sleep`` and ``rng`` (the
+    jitter) are injectable so that tests can run on a fake timeline.
+
+    A caller told to wait elsewhere (``BudgetExhausted``) is remembered until the time it was
+    told to come back; the next one is told to come back after all of them, one token's time
+    each, at most ``horizon`` (default: ``window_seconds``) after its own token would come
+    (``processor.shared_budget`` explains why, for the shared bucket).
     """
 
     def __init__(
@@ -63,6 +74,8 @@ class TokenBucket:
         *,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        horizon: float | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         if capacity < 1 or not window_seconds > 0:
             raise ValueError("a token bucket needs capacity >= 1 and window_seconds > 0")
@@ -75,6 +88,9 @@ class TokenBucket:
         self._blocked_until = -math.inf
         self._lock = asyncio.Lock()
         self._queued = 0
+        self._horizon = window_seconds if horizon is None else horizon
+        self._rng = rng or random.Random()
+        self._deferred: list[float] = []  # a heap of when deferred callers come back
 
     @property
     def tokens(self) -> float:
@@ -90,7 +106,8 @@ class TokenBucket:
         started = self._clock()
         expected = self._expected_wait()
         if expected > max_wait:
-            raise BudgetExhausted(f"no API token within {max_wait:g} s", retry_after=expected)
+            later = self._defer(started, expected)
+            raise BudgetExhausted(f"no API token within {max_wait:g} s", retry_after=later)
         self._queued += 1
         try:
             async with self._lock:
@@ -106,6 +123,17 @@ class TokenBucket:
         blocked = max(self._blocked_until - now, 0.0)
         short = max(1.0 - self._tokens, 0.0) / self._per_second
         return max(blocked, short) + self._queued / self._per_second
+
+    def _defer(self, now: float, expected: float) -> float:
+        """Seconds until a caller deferred now should come back: after the callers deferred
+        before it and not yet back, one token's time each, at most ``horizon`` after its own
+        token would come; the return is remembered."""
+        while self._deferred and self._deferred[0] <= now:
+            heapq.heappop(self._deferred)
+        waiting = min(len(self._deferred) / self._per_second, self._horizon)
+        later = expected + waiting * self._rng.uniform(1 - JITTER, 1 + JITTER)
+        heapq.heappush(self._deferred, now + later)
+        return later
 
     def observe(self, remaining: int | None, reset_seconds: float | None) -> None:
         """Believe Zenoti when it counts fewer tokens than we do: other processes of the same

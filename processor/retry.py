@@ -11,6 +11,13 @@ target, rounded up to the tier that covers it. A ``Retry-After`` from Zenoti ins
 tier that covers it. Throttling is not a fault of the message, so rate-limited attempts count
 towards the maximum age but not the maximum number of attempts.
 
+A wait for our own API budget (``BudgetExhausted``) is a turn in a queue
+(``processor.shared_budget``), spread over the time the budget needs: it picks one of the two
+tiers around its ``retry_after`` at random, the nearer more likely, so that the delay is the
+``retry_after`` on average. Rounding every one up would bring all the messages whose turns
+fall between two tiers back at once at the upper one, and leave the budget idle before; so
+the upper tier is never taken when it is more than twice the ``retry_after``.
+
 When to give up: after ``max_attempts`` failures or ``max_age_seconds`` after the first, the
 message is dead-lettered with its whole history (``x-zenoti-history``).
 
@@ -33,6 +40,7 @@ from aio_pika.abc import HeadersType
 from structlog.typing import FilteringBoundLogger
 
 from processor import logs
+from processor.errors import BudgetExhausted
 from processor.fate import Fate
 from processor.settings import RetryLimits
 
@@ -110,7 +118,8 @@ class RetryPolicy:
             return GiveUp("max_age_exceeded", updated)
         if not throttled and attempt >= self.limits.max_attempts:
             return GiveUp("attempts_exhausted", updated)
-        seconds = self._tier(attempt, fate.retry_after)
+        seconds = self._tier(attempt, fate.retry_after,
+                             spread=fate.reason == BudgetExhausted.reason)
         return Delay(delay_queue_name(self.handler, seconds), seconds, updated)
 
     def _first_failure(self, value: object, now: datetime) -> datetime:
@@ -125,13 +134,20 @@ class RetryPolicy:
             return now
         return first
 
-    def _tier(self, attempt: int, retry_after: float | None) -> float:
+    def _tier(self, attempt: int, retry_after: float | None, *, spread: bool) -> float:
         if retry_after is not None and not math.isnan(retry_after):
             target = retry_after
         else:
             doublings = min(attempt - 1, _DOUBLINGS_KEPT)
             target = self.tiers[0] * 2**doublings * self._rng.uniform(0.5, 1.5)
-        return next((t for t in self.tiers if t >= target), self.tiers[-1])
+        above = next((t for t in self.tiers if t >= target), None)
+        if above is None:
+            return self.tiers[-1]
+        below = max((t for t in self.tiers if t < target), default=None)
+        if spread and below is not None and (
+                above > 2 * target or self._rng.random() < (above - target) / (above - below)):
+            return below
+        return above
 
 
 def _age(first: datetime, now: datetime) -> float:

@@ -10,21 +10,42 @@ without polling. A wait longer than ``max_wait`` reserves nothing and raises
 ``BudgetExhausted`` for the message to wait in the broker. ``observe`` and ``pause`` carry what
 Zenoti reported to every pod: fewer tokens than we count, or none until a reset.
 
-If Redis fails, the call proceeds on a local ``TokenBucket`` of the same size (logged): a
-degraded budget is better than stopping, and Zenoti's own 429s still pace us.
+When to come back: not when the next token comes (every waiting message would come back at
+once, and all but one wait again), but after the turns of the messages already waiting for
+this tenant. Each deferral registers its expected return in a sorted set
+(``<key>:demand``: member = one deferral, score = when it comes back, on Redis's clock); the
+entries whose time has passed are dropped, so the set counts the messages still in delay
+queues. ``retry_after`` = the wait for a token with the reservations already made, plus one
+token's time per waiting message, at most ``horizon``, times a jitter in [0.9, 1.1]: the
+waiting messages come back spread over the time the budget needs to serve them. One call per
+waiting message is a lower bound (a message may need two or three): never an overestimate
+that leaves the budget idle; a message that needs more waits again for those.
+
+Why ``horizon`` (default: the bucket's window, the time it takes to refill): messages sent
+further than that come back through delay queues of a few fixed tiers, so in clumps; a clump
+is served only as far as the bucket holds tokens (its capacity) and the rest wait again, while
+the budget went unused before it. Within one window the returns are spread finely enough for
+the budget to stay busy; a longer backlog costs a message one wait per window.
+
+If Redis fails, the call proceeds on a local ``TokenBucket`` of the same size: a degraded
+budget is better than stopping, and Zenoti's own 429s still pace us. The outage is logged
+once a minute however many calls notice it (``logs.THROTTLE``), and its end once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import random
+import secrets
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from structlog.typing import FilteringBoundLogger
 
+from processor import logs
 from processor.errors import BudgetExhausted
-from processor.ratelimit import TokenBucket
+from processor.ratelimit import JITTER, TokenBucket
 
 _NOW = """
 local t = redis.call('TIME')
@@ -41,11 +62,21 @@ redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'updated', tostring(now)
            'blocked', tostring(blocked))
 redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) * 10 + 60)
 """
+# A deferral comes back after the messages already waiting (KEYS[2]), one token's time each,
+# at most ARGV[6] (the horizon) after its own token would come; ARGV[5] is the jitter.
 ACQUIRE = _NOW + """
 local wait = math.max(blocked - now, (1 - tokens) / rate, 0)
-if wait > tonumber(ARGV[3]) then return {0, tostring(wait)} end
+if wait > tonumber(ARGV[3]) then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  local waiting = redis.call('ZCARD', KEYS[2])
+  local later = wait + math.min(waiting / rate, tonumber(ARGV[6])) * tonumber(ARGV[5])
+  redis.call('ZADD', KEYS[2], now + later, ARGV[4])
+  local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+  redis.call('EXPIRE', KEYS[2], math.ceil(tonumber(last[2]) - now) + 60)
+  return {0, tostring(later), waiting}
+end
 tokens = tokens - 1
-""" + _SAVE + "return {1, tostring(wait)}"
+""" + _SAVE + "return {1, tostring(wait), 0}"
 OBSERVE = _NOW + """
 if ARGV[3] ~= '' then tokens = math.min(tokens, tonumber(ARGV[3])) end
 if ARGV[4] ~= '' then
@@ -56,30 +87,44 @@ end
 
 
 class RedisBudget:
-    """The ``Budget`` of one tenant, in Redis under ``<prefix>:budget:<tenant>``."""
+    """The ``Budget`` of one tenant, in Redis under ``<prefix>:budget:<tenant>`` (the bucket)
+    and ``<prefix>:budget:<tenant>:demand`` (the messages waiting for it in the broker).
+
+    ``horizon`` (seconds, default ``window``) bounds the spread of deferrals (see the module);
+    ``rng`` draws the jitter; ``throttle`` keeps an outage to a line a minute."""
 
     def __init__(self, client: aioredis.Redis, *, key: str, capacity: int, window: float,
-                 log: FilteringBoundLogger) -> None:
+                 log: FilteringBoundLogger, horizon: float | None = None,
+                 rng: random.Random | None = None, throttle: logs.Throttle | None = None) -> None:
         self._redis = client
-        self._key = key
+        self._keys = [key, f"{key}:demand"]
         self._args = (capacity, capacity / window)
+        self._horizon = repr(window if horizon is None else horizon)
         self._acquire = client.register_script(ACQUIRE)
         self._observe = client.register_script(OBSERVE)
-        self._fallback = TokenBucket(capacity, window)
+        self._rng = rng or random.Random()
+        self._fallback = TokenBucket(capacity, window, horizon=horizon, rng=self._rng)
         self._log = log
+        self._throttle = throttle or logs.THROTTLE
         self._pending: set[asyncio.Task[None]] = set()
 
     async def acquire(self, max_wait: float = math.inf) -> float:
-        """Reserve a token and sleep until its turn; ``BudgetExhausted`` if too far off."""
+        """Reserve a token and sleep until its turn; ``BudgetExhausted`` if too far off, with
+        a ``retry_after`` behind every message already waiting (see the module)."""
         limit = "1e18" if math.isinf(max_wait) else repr(max_wait)
+        jitter = repr(self._rng.uniform(1 - JITTER, 1 + JITTER))
         try:
-            granted, wait = await self._acquire(keys=[self._key], args=[*self._args, limit])
+            granted, wait, waiting = await self._acquire(
+                keys=self._keys,
+                args=[*self._args, limit, secrets.token_hex(8), jitter, self._horizon])
         except RedisError as exc:
-            self._log.warning("budget.redis_unavailable", error=repr(exc))
+            self._unavailable(exc)
             return await self._fallback.acquire(max_wait)
+        self._throttle.recovered(self._log, _DOWN, "budget.redis_recovered")
         seconds = float(wait)
         if not int(granted):
-            raise BudgetExhausted(f"no API token within {max_wait:g} s", retry_after=seconds)
+            raise BudgetExhausted(f"no API token within {max_wait:g} s ({int(waiting)} "
+                                  "messages waiting before this one)", retry_after=seconds)
         if seconds > 0:
             await asyncio.sleep(seconds)
         return seconds
@@ -104,6 +149,13 @@ class RedisBudget:
 
     async def _update(self, remaining: str, block: str) -> None:
         try:
-            await self._observe(keys=[self._key], args=[*self._args, remaining, block])
+            await self._observe(keys=self._keys[:1], args=[*self._args, remaining, block])
         except RedisError as exc:
-            self._log.warning("budget.redis_unavailable", error=repr(exc))
+            self._unavailable(exc)
+
+    def _unavailable(self, exc: RedisError) -> None:
+        self._throttle.warning(self._log, _DOWN, error=repr(exc),
+                               detail="proceeding on a bucket of this process")
+
+
+_DOWN = "budget.redis_unavailable"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 
+from processor.errors import BudgetExhausted
 from processor.ratelimit import Budget, TokenBucket
 
 
@@ -153,3 +155,47 @@ async def test_a_waiter_sleeps_again_when_a_pause_arrives_meanwhile(timeline: Ti
     b.pause(4.0)  # meanwhile a 429 arrives: 4 s from t=0
     assert await waiter == pytest.approx(4.0)
     assert timeline.sleeps == [pytest.approx(1.0), pytest.approx(3.0)]
+
+
+async def test_deferred_callers_are_spread_over_the_time_the_budget_needs_to_serve_them(
+    timeline: Timeline,
+) -> None:
+    b = TokenBucket(60, 60.0, clock=timeline.clock, sleep=timeline.sleep, rng=random.Random(3))
+    await drain(b, 60)
+    told = []
+    for _ in range(100):  # a backlog: every caller finds the bucket empty
+        with pytest.raises(BudgetExhausted) as info:
+            await b.acquire(max_wait=0.5)
+        assert info.value.retry_after is not None
+        told.append(info.value.retry_after)
+    # The k-th comes back after the k-1 before it, a token (1 s) each, +/- 10 % jitter: not
+    # all together when the next token comes (1 s), to be deferred again; but at most one
+    # window (60 s) after that token, when the bucket has refilled.
+    for k, seconds in enumerate(told, start=1):
+        ahead = min(k - 1, 60)
+        assert 1 + 0.9 * ahead <= seconds <= 1 + 1.1 * ahead
+
+
+async def test_the_horizon_bounds_how_far_deferrals_are_spread(timeline: Timeline) -> None:
+    b = TokenBucket(60, 60.0, clock=timeline.clock, sleep=timeline.sleep, horizon=10.0)
+    await drain(b, 60)
+    told = []
+    for _ in range(30):
+        with pytest.raises(BudgetExhausted) as info:
+            await b.acquire(max_wait=0.5)
+        assert info.value.retry_after is not None
+        told.append(info.value.retry_after)
+    assert max(told) <= 1 + 11 and told[-1] >= 1 + 9
+
+
+async def test_callers_that_came_back_no_longer_count_as_waiting(timeline: Timeline) -> None:
+    b = TokenBucket(1, 1.0, clock=timeline.clock, sleep=timeline.sleep, rng=random.Random(3))
+    await drain(b, 1)
+    for _ in range(10):
+        with pytest.raises(BudgetExhausted):
+            await b.acquire(max_wait=0.0)
+    timeline.now += 30.0  # every one of them came back meanwhile (and the bucket is full)
+    await drain(b, 1)
+    with pytest.raises(BudgetExhausted) as info:
+        await b.acquire(max_wait=0.0)
+    assert info.value.retry_after == pytest.approx(1.0, rel=0.1)

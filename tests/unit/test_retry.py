@@ -162,3 +162,21 @@ def test_malformed_retry_headers_never_break_planning(headers: dict[str, object]
     assert isinstance(step, Delay) and step.seconds in TIERS
     attempt = step.headers[ATTEMPT]
     assert isinstance(attempt, int) and attempt >= 2
+
+
+def test_a_budget_wait_picks_the_tiers_around_it_so_that_the_delay_is_right_on_average() -> None:
+    fate = Fate(Outcome.RETRY, "budget_exhausted", "BudgetExhausted", retry_after=70.0)
+    chosen = [policy(seed=s).plan({}, fate, NOW).seconds for s in range(400)]
+    assert set(chosen) == {30.0, 120.0}  # the tiers around 70 s, never further
+    assert sum(chosen) / len(chosen) == pytest.approx(70.0, rel=0.15)
+
+
+def test_a_budget_wait_never_takes_a_tier_more_than_twice_as_long() -> None:
+    fate = Fate(Outcome.RETRY, "budget_exhausted", "BudgetExhausted", retry_after=50.0)
+    assert {policy(seed=s).plan({}, fate, NOW).seconds for s in range(100)} == {30.0}
+
+
+def test_a_budget_wait_beyond_or_below_every_tier_uses_the_nearest() -> None:
+    for retry_after, tier in ((99_999.0, 3600.0), (0.3, 5.0), (30.0, 30.0)):
+        fate = Fate(Outcome.RETRY, "budget_exhausted", "", retry_after=retry_after)
+        assert {policy(seed=s).plan({}, fate, NOW).seconds for s in range(50)} == {tier}

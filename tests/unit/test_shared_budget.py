@@ -76,3 +76,53 @@ async def test_an_unreachable_redis_falls_back_to_a_local_bucket() -> None:
         assert await budget(redis, "x").acquire(max_wait=1) < 0.01
     finally:
         await redis.aclose()
+
+
+async def test_deferrals_on_every_pod_queue_behind_the_messages_already_waiting(
+    client: aioredis.Redis,
+) -> None:
+    key = f"test:budget:{uuid.uuid4().hex}"
+    pods = [budget(client, key, capacity=30, window=30.0) for _ in range(2)]  # 1 a second
+    for _ in range(30):
+        await pods[0].acquire(max_wait=0.1)
+    told = []
+    for n in range(20):
+        with pytest.raises(BudgetExhausted) as info:
+            await pods[n % 2].acquire(max_wait=0.5)
+        assert info.value.retry_after is not None
+        told.append(info.value.retry_after)
+    # The k-th deferral, on either pod, comes back after the k-1 before it: ~k seconds.
+    for k, seconds in enumerate(told, start=1):
+        assert 0.9 * k - 0.2 <= seconds <= 1.1 * k, told
+
+
+async def test_deferrals_are_spread_over_one_window_at_most(client: aioredis.Redis) -> None:
+    key = f"test:budget:{uuid.uuid4().hex}"
+    shared = budget(client, key, capacity=2, window=2.0)  # 1 a second, refilled in 2 s
+    for _ in range(2):
+        await shared.acquire(max_wait=0.1)
+    told = []
+    for _ in range(10):
+        with pytest.raises(BudgetExhausted) as info:
+            await shared.acquire(max_wait=0.5)
+        assert info.value.retry_after is not None
+        told.append(info.value.retry_after)
+    assert max(told) <= 1 + 2.2 and told[-1] >= 1 + 1.8 - 0.2
+    ttl = await client.ttl(f"{key}:demand")
+    assert max(told) + 59 <= ttl <= max(told) + 62  # the set goes when its last entry is due
+
+
+async def test_messages_stop_counting_as_waiting_once_their_time_has_come(
+    client: aioredis.Redis,
+) -> None:
+    key = f"test:budget:{uuid.uuid4().hex}"
+    shared = budget(client, key, capacity=1, window=0.1)  # 10 tokens a second
+    await shared.acquire(max_wait=0.1)
+    for _ in range(5):
+        with pytest.raises(BudgetExhausted):
+            await shared.acquire(max_wait=0.0)
+    await asyncio.sleep(0.7)  # every one of them is due back by now
+    await shared.acquire(max_wait=0.1)
+    with pytest.raises(BudgetExhausted) as info:
+        await shared.acquire(max_wait=0.0)
+    assert info.value.retry_after is not None and info.value.retry_after < 0.15

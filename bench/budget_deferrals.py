@@ -1,0 +1,181 @@
+"""How often a message waits for the API budget in the broker before it is enriched.
+
+``python -m bench.budget_deferrals [--events 400] [--workers 2] [--code DIR]``
+
+A backlog of one tenant's events (400 by default, over 300 guests, all delivered at once)
+goes through a real ingress and worker processes sharing one budget in Redis, against the
+sandbox at 60 calls per 6 s: Zenoti's 60 a minute, ten times faster, with everything that is
+a duration compressed alike (short wait 0.2 s, delay tiers 0.5 s, 3 s, 12 s, 1 min, 6 min for
+5 s, 30 s, 2 min, 10 min, 1 h). It counts the deferrals (``BudgetExhausted``: a republish,
+a confirm and an ack each, in the workers' ``zenoti_events_api_budget_deferred_total``) per
+enriched event, until every event is enriched or ``--max-seconds``. ``--code DIR`` runs the
+processes from another checkout (an older commit, for the figure before a change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+from bench.api_budget import collector
+from bench.procs import free_port
+from processor.deliveries import build_deliveries
+from processor.devstack import wait_ready
+from processor.sandbox.organisation import Organisation
+from processor.simulator import SimulatorConfig, run_simulator
+
+SECRET, KEY = "bench-secret", "bench-key"
+WINDOW, CALLS = 6.0, 60
+TIERS = [0.5, 3.0, 12.0, 60.0, 360.0]
+SHORT_WAIT = 0.2
+REDIS = "redis://127.0.0.1:6379/0"
+DEFERRED = "zenoti_events_api_budget_deferred_total"
+
+
+@dataclass
+class Result:
+    events: int
+    workers: int
+    enriched: int = 0
+    deferrals: int = 0
+    deferrals_per_enriched: float = 0.0
+    api_calls: int = 0
+    throttled_429: int = 0
+    seconds: float = 0.0
+    # Every window: seconds since the start, enriched and deferrals so far.
+    samples: list[dict[str, float]] = field(default_factory=list)
+
+
+class Processes:
+    """Sandbox, ingress and workers in their own virtual host and Redis prefix."""
+
+    def __init__(self, workers: int, code: Path) -> None:
+        self.vhost = f"zenoti-deferrals-{uuid.uuid4().hex[:6]}"
+        self.amqp = f"amqp://guest:guest@127.0.0.1:5672/{self.vhost}"
+        self.sandbox_port, self.ingress_port = free_port(), free_port()
+        self.worker_ports = [free_port() for _ in range(workers)]
+        self.code = code
+        self.children: list[subprocess.Popen[bytes]] = []
+
+    def env(self, metrics_port: int) -> dict[str, str]:
+        return {**os.environ, "ZENOTI_EVENTS_AMQP_URL": self.amqp,
+                "ZENOTI_EVENTS_WEBHOOK_SECRETS": json.dumps([SECRET]),
+                "ZENOTI_EVENTS_API_KEY": KEY,
+                "ZENOTI_EVENTS_ZENOTI_API_URL": f"http://127.0.0.1:{self.sandbox_port}",
+                "ZENOTI_EVENTS_INGRESS_PORT": str(self.ingress_port),
+                "ZENOTI_EVENTS_WORKER_METRICS_PORT": str(metrics_port),
+                "ZENOTI_EVENTS_API_CALLS_PER_WINDOW": str(CALLS),
+                "ZENOTI_EVENTS_API_WINDOW_SECONDS": str(WINDOW),
+                "ZENOTI_EVENTS_API_SHORT_WAIT": str(SHORT_WAIT),
+                "ZENOTI_EVENTS_RETRY_TIERS": json.dumps(TIERS),
+                "ZENOTI_EVENTS_RETRY": '{"max_attempts": 50, "max_age_seconds": 86400}',
+                "ZENOTI_EVENTS_REDIS_URL": REDIS,
+                "ZENOTI_EVENTS_REDIS_PREFIX": self.vhost,
+                "ZENOTI_EVENTS_LOG_LEVEL": "error", "ZENOTI_EVENTS_LOG_FORMAT": "json",
+                "ZENOTI_EVENTS_INGRESS_DRAIN_SECONDS": "0"}
+
+    def start(self) -> None:
+        for command in (["rabbitmqctl", "add_vhost", self.vhost],
+                        ["rabbitmqctl", "set_permissions", "-p", self.vhost, "guest", ".*",
+                         ".*", ".*"]):
+            subprocess.run(command, check=True, capture_output=True)
+        self._spawn(free_port(), "sandbox", "--port", str(self.sandbox_port), "--api-key", KEY,
+                    "--calls-per-window", str(CALLS), "--window-seconds", str(WINDOW))
+        wait_ready(f"http://127.0.0.1:{self.sandbox_port}/_sandbox/health")
+        self._spawn(free_port(), "ingress")
+        wait_ready(f"http://127.0.0.1:{self.ingress_port}/readyz")
+        for port in self.worker_ports:
+            self._spawn(port, "worker")
+            wait_ready(f"http://127.0.0.1:{port}/readyz")
+
+    def _spawn(self, metrics_port: int, *argv: str) -> None:
+        # The working directory comes first on sys.path: --code picks the processor package.
+        self.children.append(subprocess.Popen(
+            [sys.executable, "-m", "processor.cli", *argv], cwd=self.code,
+            env=self.env(metrics_port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    def stop(self) -> None:
+        for child in self.children:
+            child.terminate()
+        for child in self.children:
+            child.wait(timeout=30)
+        subprocess.run(["rabbitmqctl", "delete_vhost", self.vhost], capture_output=True)
+        client = redis.Redis.from_url(REDIS)
+        for key in client.scan_iter(match=f"{self.vhost}:*", count=1000):
+            client.delete(key)  # this run's keys only: the prefix is the virtual host's name
+        client.close()
+
+    def deferrals(self) -> int:
+        total = 0.0
+        for port in self.worker_ports:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            total += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                         if line.startswith(DEFERRED + "{"))
+        return int(total)
+
+    def sandbox_stats(self) -> dict[str, Any]:
+        url = f"http://127.0.0.1:{self.sandbox_port}/_sandbox/stats"
+        stats: dict[str, Any] = httpx.get(url, timeout=5).json()
+        return stats
+
+
+async def run(events: int, workers: int, code: Path, max_seconds: float) -> Result:
+    processes = Processes(workers, code)
+    processes.start()
+    result = Result(events, workers)
+    try:
+        org = Organisation.generate(1, guests=300)  # what the sandbox serves by default
+        deliveries = build_deliveries(org, events, seed=9, unknown_ratio=0.0)
+        config = SimulatorConfig(
+            url=f"http://127.0.0.1:{processes.ingress_port}/webhooks/zenoti", secret=SECRET,
+            count=len(deliveries), rate=0, concurrency=32, max_resends=10)
+        async with collector(processes.amqp) as seen:
+            started = time.monotonic()
+            await run_simulator(config, deliveries=deliveries)
+            while len(seen) < events and time.monotonic() - started < max_seconds:
+                await asyncio.sleep(WINDOW)
+                result.samples.append({"t": round(time.monotonic() - started, 1),
+                                       "enriched": len(seen),
+                                       "deferrals": processes.deferrals()})
+                print(f"  {result.samples[-1]}", flush=True)
+            result.seconds = round(time.monotonic() - started, 1)
+            result.enriched = len(seen)
+        result.deferrals = processes.deferrals()
+        stats = processes.sandbox_stats()
+        result.api_calls, result.throttled_429 = int(stats["calls"]), int(stats["throttled"])
+        result.deferrals_per_enriched = round(result.deferrals / max(result.enriched, 1), 2)
+    finally:
+        processes.stop()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=400)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--code", type=Path, default=Path.cwd(),
+                        help="checkout to run the processes from (default: this one)")
+    parser.add_argument("--max-seconds", type=float, default=600.0)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    result = asyncio.run(run(args.events, args.workers, args.code.resolve(), args.max_seconds))
+    print(json.dumps({k: v for k, v in asdict(result).items() if k != "samples"}, indent=2))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(asdict(result), indent=2))
+
+
+if __name__ == "__main__":
+    main()
