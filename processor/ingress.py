@@ -155,6 +155,9 @@ class Ingress:
                 **(extra or {}),
             }),
             confirm_timeout=self._settings.confirm_timeout,
+            # Answered 503, but queued after all (a confirm late in a broker alarm): Zenoti's
+            # resend must then be a duplicate, not a second event.
+            on_late_confirm=lambda: self._accepted.remember(message_id),
         )
         self._metrics.confirm_seconds.observe(time.perf_counter() - started)
         await self._accepted.remember(message_id)

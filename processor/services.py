@@ -61,9 +61,9 @@ async def run_ingress(settings: Settings, stop: asyncio.Event) -> None:
     publisher = ConfirmedPublisher(
         settings.amqp_url.get_secret_value(), log=log, metrics=metrics, name="ingress",
         on_connect=lambda channel: declare(channel, settings, bindings),
-        max_delay=settings.reconnect_max_delay,
+        max_delay=settings.reconnect_max_delay, max_message_size=settings.broker_max_message_size,
     )
-    await publisher.start()
+    await publisher.start()  # a TopologyMismatch met at once ends the process here
     accepted = _deduplicator(settings, "ingress", log)
     ingress = Ingress(settings, publisher, metrics, log, accepted)
     runner = await probes.serve(
@@ -74,14 +74,16 @@ async def run_ingress(settings: Settings, stop: asyncio.Event) -> None:
         metrics,
     )
     log.info("ingress.listening", port=settings.ingress_port, ready=publisher.ready)
-    await stop.wait()
-    ingress.draining = True  # /readyz answers 503 so load balancers stop sending
-    log.info("ingress.draining", seconds=settings.ingress_drain_seconds)
-    await asyncio.sleep(settings.ingress_drain_seconds)
-    await runner.cleanup()  # in-flight requests get ingress_shutdown_grace, no more
-    await publisher.close()
-    await accepted.aclose()
-    log.info("ingress.stopped")
+    try:
+        await publisher.until_stopped(stop)  # or a TopologyMismatch met on a reconnection
+    finally:
+        ingress.draining = True  # /readyz answers 503 so load balancers stop sending
+        log.info("ingress.draining", seconds=settings.ingress_drain_seconds)
+        await asyncio.sleep(settings.ingress_drain_seconds)
+        await runner.cleanup()  # in-flight requests get ingress_shutdown_grace, no more
+        await publisher.close()
+        await accepted.aclose()
+        log.info("ingress.stopped")
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event, enabled: Sequence[str] = ()) -> None:
@@ -115,7 +117,8 @@ def _dispatcher(
     settings: Settings, loaded: LoadedHandler, publisher: ConfirmedPublisher,
     clients: ZenotiClients, done: Deduplicator, metrics: Metrics, log: FilteringBoundLogger,
 ) -> Dispatcher:
-    retry = RetryPolicy(loaded.name, settings.retry_tiers, settings.retry_limits(loaded.name))
+    retry = RetryPolicy(loaded.name, settings.retry_tiers, settings.retry_limits(loaded.name),
+                        clock_skew=settings.retry_clock_skew, log=log)
     return Dispatcher(
         loaded.cls(), publisher=publisher, clients=clients,
         tenants=frozenset(settings.all_tenants()), retry=retry, done=done, metrics=metrics,
