@@ -6,6 +6,12 @@
 3. a RabbitMQ container through testcontainers, where a Docker engine answers.
 
 With none of them: the tests skip locally, and fail when ``CI`` is set.
+
+Tests that stop, restart or alarm a broker never do it to that one (a developer may be using
+it): they take ``private_broker``, a fresh virtual host on ``private_node``, a RabbitMQ node of
+this session alone (``tests/rabbit.py``). It needs ``rabbitmq-server`` installed here: without
+it they skip locally and fail under ``CI``. ``shared_broker_untouched`` checks at the end of
+the session that the local broker was left alone (same process, app never stopped, no alarm).
 """
 
 from __future__ import annotations
@@ -17,10 +23,15 @@ import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
 import pytest
+
+from tests.rabbit import NodeError, PrivateNode, SharedBrokerWatch, find_scripts
+
+if TYPE_CHECKING:
+    from testcontainers.rabbitmq import RabbitMqContainer
 
 LOCAL = ("127.0.0.1", 5672)
 
@@ -54,29 +65,78 @@ def broker() -> Iterator[Broker]:
         return
     container = _container()
     if container is None:
-        message = "no RabbitMQ: set AMQP_URL, run one on 127.0.0.1:5672, or start Docker"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        _missing("no RabbitMQ: set AMQP_URL, run one on 127.0.0.1:5672, or start Docker")
     with container as running:
         host, port = running.get_container_host_ip(), running.get_exposed_port(5672)
         yield Broker(f"amqp://guest:guest@{host}:{port}/", vhost=None)
 
 
-class Broker:
-    """Where the tests' broker is; ``vhost`` is set when this run made its own."""
+def _missing(message: str) -> NoReturn:
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
 
-    def __init__(self, url: str, vhost: str | None) -> None:
+
+class Broker:
+    """Where the tests' broker is; ``vhost`` is set when this run made its own, ``node`` when
+    the broker is this session's private node (then the test may break it)."""
+
+    def __init__(self, url: str, vhost: str | None, node: PrivateNode | None = None) -> None:
         self.url = url
         self.vhost = vhost
+        self.node = node
 
     def close_connections(self) -> None:
         """Make the broker drop every client connection of this run (a broker-side failure)."""
         assert self.vhost, "needs the local broker and rabbitmqctl"
-        _rabbitmqctl("close_all_connections", "-p", self.vhost, "test: simulated failure")
+        reason = "test: simulated failure"
+        if self.node is not None:
+            self.node.close_connections(self.vhost, reason)
+        else:
+            _rabbitmqctl("close_all_connections", "-p", self.vhost, reason)
 
 
-def _container():  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="session")
+def shared_broker_untouched() -> Iterator[None]:
+    """Fails the session if the local broker was restarted, its app stopped, every connection
+    closed, or an alarm or limit set while it ran. Nothing to watch: nothing checked."""
+    watch = SharedBrokerWatch.take()
+    yield
+    if watch is not None and (changes := watch.changes()):
+        pytest.fail(f"the shared broker at 127.0.0.1:5672 was touched: {changes}")
+
+
+@pytest.fixture(scope="session")
+def private_node(shared_broker_untouched: None) -> Iterator[PrivateNode]:
+    """A RabbitMQ node of this session alone (started at first use, a few seconds), for the
+    tests that stop, restart or alarm a broker; stopped and removed at the end."""
+    if find_scripts() is None:
+        _missing("no rabbitmq-server here: the tests that break a broker start their own node")
+    try:
+        node = PrivateNode().start()
+    except NodeError as exc:
+        pytest.fail(f"could not start a private RabbitMQ node: {exc}")
+    try:
+        yield node
+    finally:
+        node.close()
+
+
+@pytest.fixture
+def private_broker(private_node: PrivateNode) -> Iterator[Broker]:
+    """A fresh virtual host on the private node, healthy before and after the test (app
+    running, no alarm), whatever the test did to it."""
+    private_node.heal()
+    vhost = f"zenoti-events-test-{uuid.uuid4().hex[:8]}"
+    url = private_node.add_vhost(vhost)
+    try:
+        yield Broker(url, vhost, node=private_node)
+    finally:
+        private_node.heal()
+        private_node.delete_vhost(vhost)
+
+
+def _container() -> RabbitMqContainer | None:
     if not shutil.which("docker"):
         return None
     if subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode != 0:

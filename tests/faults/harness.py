@@ -170,7 +170,8 @@ def _reason(message: aio_pika.abc.AbstractIncomingMessage, lot: str) -> str:
         return str(reason)
     deaths = message.headers.get("x-death")
     if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
-        return f"broker:{deaths[0].get('reason')}"
+        reason = deaths[0].get("reason")
+        return f"broker:{reason.decode() if isinstance(reason, bytes) else reason}"
     return "unknown"
 
 

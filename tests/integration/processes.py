@@ -76,7 +76,7 @@ class Stack:
         for child in self.children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
-        codes = []
+        codes: list[int | None] = []
         for child in self.children:
             try:
                 codes.append(child.wait(timeout=30))
