@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from processor.errors import ConfigError
-from processor.sandbox.api import LIST_KEYS
+from processor.sandbox.center_lists import LIST_KEYS
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +33,8 @@ class SandboxConfig:
     # sends. A fraction compresses time for tests and benchmarks.
     throttle_retry_after: float = 0.0
     api_keys: list[str] = field(default_factory=list)
-    # Wrapper keys of the lists Zenoti does not document (``processor.sandbox.api.LIST_KEYS``),
-    # e.g. {"center_members": "center_members"}, to try a client against another guess.
+    # Wrapper keys of the lists Zenoti does not document (``center_lists.LIST_KEYS``), e.g.
+    # {"center_members": "center_members"}, to try a client against another guess.
     list_keys: dict[str, str] = field(default_factory=dict)
     status_names: bool = False  # statuses in center-wide lists as names ("Frozen"), not numbers
 

@@ -1,4 +1,5 @@
-"""What Zenoti's list endpoints share in the sandbox: paging, dates, statuses, the clock.
+"""What Zenoti's list endpoints share in the sandbox: paging, dates, statuses, the clock,
+and the changes made to memberships through the sandbox's admin route.
 
 Paging follows Zenoti's pagination guide: ``page`` counts from 1, ``size`` is 10 unless
 given and at most 100 (above: error 422 "You cannot request more than 100 items."), and
@@ -21,6 +22,7 @@ from typing import TypeVar
 
 from processor.sandbox.organisation import BASE_DATE
 from processor.sandbox.payloads import Json
+from processor.sandbox.records import Membership
 
 NOW = BASE_DATE + timedelta(days=1, seconds=-1)
 MAX_SIZE = 100
@@ -111,3 +113,29 @@ def status(query: Mapping[str, str], name: str = "status") -> int | None:
 def shown(code: int, names: bool) -> int | str:
     """A status as the sandbox serves it in center-wide lists: its number, or its name."""
     return MEMBERSHIP_STATUSES.get(code, str(code)) if names else code
+
+
+class MembershipChanges:
+    """Changes made through the sandbox's admin route, as Zenoti's own state would change:
+    ``fields`` replace those of a membership's list items, ``moments`` date them."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, Json] = {}  # user_membership_id -> replaced fields
+        self.moments: dict[str, list[datetime]] = {}
+
+    def change(self, membership_id: str, fields: Json, at: datetime) -> None:
+        key = membership_id.lower()
+        self.fields.setdefault(key, {}).update(fields)
+        self.moments.setdefault(key, []).append(at)
+
+    def state(self, record: Membership) -> tuple[int, int]:
+        """Status and recurrence status after the changes."""
+        changed = self.fields.get(record.id, {})
+        status, recurrence = changed.get("status"), changed.get("recurrence_status")
+        return (status if isinstance(status, int) else record.status,
+                recurrence if isinstance(recurrence, int) else record.recurrence_status)
+
+    def moments_of(self, record: Membership) -> list[datetime]:
+        """When the membership changed: sold, frozen, and through the admin route."""
+        made = [record.sold_date, *([record.frozen_at] if record.frozen_at else [])]
+        return made + self.moments.get(record.id, [])
