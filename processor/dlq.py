@@ -5,6 +5,12 @@ action is one pass over the lot that leaves every message it does not take in pl
 order (``processor.parking`` explains how, and why nothing is requeued to look at it).
 Exit codes: 0 done; 1 nothing found, no such lot, or the broker failed; 2 refused (purge
 without ``--yes``) or invalid settings.
+
+What is printed came from outside (ids, types, headers and bodies of messages anyone could
+have published): every text is printed with its control characters escaped (C0, DEL, C1 and
+the invisible Unicode formatting ones, e.g. ESC as ``\\x1b``), so no message can move the
+cursor, recolour or rewrite the operator's terminal, and cut to a bounded length (``_LIMITS``).
+``--json`` stays valid JSON: its strings are escaped the JSON way, and bounded alike.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,6 +35,12 @@ from processor.settings import Settings
 
 UNROUTED_LOT = "unrouted"
 _Work = Callable[[ParkingLot], Awaitable[int]]
+# Characters printed at most per field: a table cell, a header value, an error, a body.
+_LIMITS = {"cell": 80, "value": 1000, "error": 2000, "body": 100_000}
+_HEADERS_SHOWN = 200
+# C0 and C1 controls, DEL, and the invisible ones that reorder or hide text (bidi, zero width).
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e"
+                          "\u2060-\u2069\ufeff]")
 
 
 def add_parser(sub: Any) -> None:
@@ -62,8 +75,9 @@ def _action(actions: Any, name: str, text: str, command: Callable[..., int], *,
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     async def browse(lot: ParkingLot) -> int:
         messages = await lot.browse(_filter(args))
-        print(json.dumps([_as_json(m) for m in messages], indent=2) if args.json
-              else _listing(messages, summary=lot.key is None))
+        # JSON leaves DEL as it is: written as its escape, the text stays the same JSON.
+        print(json.dumps([_as_json(m) for m in messages], indent=2).replace("\x7f", "\\u007f")
+              if args.json else _listing(messages, summary=lot.key is None))
         return 0
 
     return _run(settings, args.lot, browse)
@@ -75,8 +89,8 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
         for message in messages:  # a duplicate (at-least-once) shows twice
             print(_details(message))
         if not messages:
-            print(f"zenoti-events dlq: no message {args.message_id!r} in {lot.queue}",
-                  file=sys.stderr)
+            print(f"zenoti-events dlq: no message {_shown(repr(args.message_id))} in "
+                  f"{_shown(lot.queue)}", file=sys.stderr)
         return 0 if messages else 1
 
     return _run(settings, args.lot, find)
@@ -92,7 +106,7 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
         if not args.dry_run:
             _log(args, "dlq.replayed", lot.queue, count)
         done = "would replay" if args.dry_run else "replayed"
-        print(f"{done} {count} message(s) from {lot.queue} to {target}")
+        print(f"{done} {count} message(s) from {_shown(lot.queue)} to {_shown(target)}")
         return 0
 
     return _run(settings, args.lot, replay)
@@ -105,11 +119,12 @@ def _purge(args: argparse.Namespace, settings: Settings) -> int:
         if not args.yes:
             count = len(await lot.browse(where))
             print(f"zenoti-events dlq: refusing to purge without --yes: it would delete "
-                  f"{count} message(s) from {lot.queue} ({_describe(where)})", file=sys.stderr)
+                  f"{count} message(s) from {_shown(lot.queue)} ({_shown(_describe(where))})",
+                  file=sys.stderr)
             return 2
         count = await lot.purge(where)
         _log(args, "dlq.purged", lot.queue, count)
-        print(f"purged {count} message(s) from {lot.queue}")
+        print(f"purged {count} message(s) from {_shown(lot.queue)}")
         return 0
 
     return _run(settings, args.lot, purge)
@@ -125,7 +140,7 @@ def _run(settings: Settings, lot: str, work: _Work) -> int:
         problem = f"stopped, the message in hand is back in its lot: {exc}"
     except (aio_pika.exceptions.AMQPError, OSError) as exc:
         problem = f"broker: {exc!r}"
-    print(f"zenoti-events dlq: {problem}", file=sys.stderr)
+    print(f"zenoti-events dlq: {_shown(problem, 'error')}", file=sys.stderr)
     return 1
 
 
@@ -179,34 +194,74 @@ def _listing(messages: list[ParkedMessage], *, summary: bool) -> str:
     return f"{_table(['EVENT TYPE', 'COUNT'], counts)}\n\n{text}"
 
 
+def _shown(text: str, limit: str = "cell") -> str:
+    """``text`` with its unprintable characters escaped, cut to ``_LIMITS[limit]``."""
+    return _clipped(_UNPRINTABLE.sub(_escape, text), _LIMITS[limit])
+
+
+def _clipped(text: str, most: int) -> str:
+    if len(text) <= most:
+        return text
+    return f"{text[:most]}... ({len(text) - most} more characters)"
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
 def _table(titles: list[str], rows: list[tuple[Any, ...]]) -> str:
-    cells = [titles, *[[str(cell) for cell in row] for row in rows]]
+    cells = [titles, *[[_shown(str(cell)) for cell in row] for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(titles))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
                      .rstrip() for row in cells)
 
 
 def _details(message: ParkedMessage) -> str:
-    headers = "\n".join(f"  {name}: {_value(value)}" for name, value in
-                        sorted(message.headers.items()))
+    shown = sorted(message.headers.items())[:_HEADERS_SHOWN]
+    headers = "\n".join(f"  {_shown(name)}: {_shown(_value(value), 'value')}"
+                        for name, value in shown)
+    if len(message.headers) > len(shown):
+        headers += f"\n  ... ({len(message.headers) - len(shown)} more headers)"
+    return (f"message_id: {_shown(message.message_id, 'value')}\n"
+            f"routing_key: {_shown(message.routing_key, 'value')}\n"
+            f"reason: {_shown(message.reason, 'value')}\nerror: {_shown(message.error, 'error')}\n"
+            f"size: {message.size} bytes\nheaders:\n{headers}\nbody:\n{_body(message.body)}")
+
+
+def _body(body: bytes) -> str:
+    """The body, as indented JSON if it is JSON; its own line breaks kept, all else escaped."""
     try:
-        body = json.dumps(json.loads(message.body), indent=2, ensure_ascii=False)
-    except ValueError:
-        body = message.body.decode(errors="replace")
-    return (f"message_id: {message.message_id}\nrouting_key: {message.routing_key}\n"
-            f"reason: {message.reason}\nerror: {message.error}\nsize: {message.size} bytes\n"
-            f"headers:\n{headers}\nbody:\n{body}")
+        text = json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+    except (ValueError, RecursionError):
+        text = body.decode(errors="replace")
+    lines = [_UNPRINTABLE.sub(_escape, line) for line in text.split("\n")]
+    return _clipped("\n".join(lines), _LIMITS["body"])
 
 
 def _value(value: object) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str)
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, default=_scalar)
+    except (ValueError, RecursionError):
+        return repr(value)
+
+
+def _scalar(value: object) -> str:
+    # Header types JSON has not: bytes, timestamps, decimals.
+    return value.decode(errors="replace") if isinstance(value, bytes | bytearray) else str(value)
 
 
 def _as_json(message: ParkedMessage) -> dict[str, Any]:
+    def bounded(text: str, limit: str = "value") -> str:
+        return _clipped(text, _LIMITS[limit])  # json.dumps escapes what it must
+
     return {
-        "message_id": message.message_id, "event_type": message.event_type,
-        "reason": message.reason, "error": message.error, "attempts": message.attempts,
-        "tenant": message.tenant, "routing_key": message.routing_key, "size": message.size,
+        "message_id": bounded(message.message_id), "event_type": bounded(message.event_type),
+        "reason": bounded(message.reason), "error": bounded(message.error, "error"),
+        "attempts": message.attempts, "tenant": bounded(message.tenant),
+        "routing_key": bounded(message.routing_key), "size": message.size,
         "dead_at": message.dead_at.isoformat() if message.dead_at else None,
         "received_at": message.received_at.isoformat() if message.received_at else None,
         "age_seconds": round(message.age.total_seconds()) if message.age else None,

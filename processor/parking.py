@@ -8,6 +8,11 @@ is one *rotation*: read the number N of ready messages (passive declare), then N
 same queue through the default exchange, and ack the original only once the copy is
 confirmed), *replay* it (the same, to its target) or *purge* it (ack it).
 
+Anything may be in a dead letter's headers (a crafted or foreign message): every header is read
+defensively (a value of the wrong type counts as absent), and a copy carries each header as it
+came, except that bytes that are not UTF-8 (which the client library decodes as ``bytes`` and
+cannot encode again) travel as a byte array.
+
 Kept messages end in their original order; being new messages, their ``x-delivery-count``
 never grows. If a publish is not confirmed, the original is nacked back (requeue) and the pass
 stops with ``BrokerUnavailable``: each message always exists at least once (a crash between a
@@ -26,7 +31,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, HeadersType
@@ -71,7 +76,7 @@ class ParkedMessage:
     def of(cls, message: AbstractIncomingMessage, *, lot: str, routing_key: str,
            now: datetime) -> ParkedMessage:
         """Decode ``message``, parked in the queue ``lot``."""
-        headers: dict[str, Any] = dict(message.headers)
+        headers: dict[str, Any] = dict(message.headers or {})
         death = _death(headers, lot)
         default_reason = "unrouted" if lot == UNROUTED else "unknown"
         dead_at = _when(_text(headers, "x-zenoti-dead-at")) or _when(death.get("time"))
@@ -82,8 +87,9 @@ class ParkedMessage:
             message_id=message.message_id or "", event_type=_event_type(headers, message.body),
             reason=_text(headers, "x-zenoti-reason") or _text(death, "reason") or default_reason,
             error=_text(headers, "x-zenoti-error") or (
-                f"{death.get('reason')} by the broker in {death.get('queue')}" if death else ""),
-            attempts=attempt if isinstance(attempt, int) else 1,
+                f"{_text(death, 'reason')} by the broker in {_text(death, 'queue')}"
+                if death else ""),
+            attempts=attempt if _count(attempt) else 1,
             tenant=_text(headers, "tenant") or DEFAULT_TENANT, dead_at=dead_at,
             received_at=received_at, age=now - since if since else None,
             routing_key=routing_key, size=len(message.body), headers=headers, body=message.body,
@@ -178,7 +184,7 @@ class ParkingLot:
             message = await queue.get(fail=False, timeout=self._timeout)
             if message is None:
                 break  # someone else took messages meanwhile: nothing left to see
-            key = _text(message.headers, ROUTING_KEY_HEADER) or message.routing_key or ""
+            key = _text(message.headers or {}, ROUTING_KEY_HEADER) or message.routing_key or ""
             parked = ParkedMessage.of(message, lot=self.queue, routing_key=key, now=now)
             try:
                 if await take(message, parked):
@@ -207,44 +213,76 @@ class ParkingLot:
 
 def _copy(message: AbstractIncomingMessage, headers: HeadersType) -> aio_pika.Message:
     properties = {name: getattr(message, name) for name in _PROPERTIES}
-    return aio_pika.Message(message.body, headers=headers, **properties)
+    encodable = {str(name): _encodable(value) for name, value in headers.items()}
+    return aio_pika.Message(message.body, headers=encodable, **properties)
+
+
+def _encodable(value: Any) -> Any:
+    """``value`` as the client library can encode it again (see the module)."""
+    if isinstance(value, bytes):
+        return bytearray(value)
+    if isinstance(value, list | tuple):
+        return [_encodable(item) for item in value]
+    if isinstance(value, dict):
+        return {str(name): _encodable(item) for name, item in value.items()}
+    return value
 
 
 def _replay_headers(headers: HeadersType) -> HeadersType:
     kept = {key: value for key, value in headers.items() if key not in _DROPPED_ON_REPLAY
             and not key.startswith(("x-first-death-", "x-last-death-"))}
     previous = headers.get("x-zenoti-replay-count")
+    count = previous if isinstance(previous, int) and not isinstance(previous, bool) else 0
     return {**kept, ATTEMPT: 1, "x-zenoti-replayed-at": datetime.now(UTC).isoformat(),
-            "x-zenoti-replay-count": (previous if isinstance(previous, int) else 0) + 1}
+            "x-zenoti-replay-count": max(count, 0) + 1}
 
 
 def _original_key(parked: ParkedMessage) -> str:
     # A message put into the lot by hand has no key of its own: its event type gives one.
+    # A recorded key that AMQP could not carry (over 255 bytes) was not a real one either.
     key = parked.routing_key
-    return key if key not in ("", UNROUTED) else routing_key_of(parked.event_type)
+    usable = key not in ("", UNROUTED) and len(key.encode(errors="replace")) <= _MAX_KEY
+    return key if usable else routing_key_of(parked.event_type)
+
+
+_MAX_KEY = 255  # bytes in an AMQP short string
 
 
 def _death(headers: dict[str, Any], lot: str) -> dict[str, Any]:
     # A lot dead-letters into itself: the death that parked a message happened elsewhere.
-    deaths = [dict(d) for d in headers.get("x-death") or () if isinstance(d, dict)]
+    recorded = headers.get("x-death")
+    deaths = [dict(d) for d in recorded if isinstance(d, dict)] if isinstance(
+        recorded, list | tuple) else []
     return next((d for d in deaths if d.get("queue") != lot), deaths[0] if deaths else {})
 
 
 def _event_type(headers: HeadersType, body: bytes) -> str:
-    with contextlib.suppress(ValueError, AttributeError):
-        return _text(headers, "event_type") or str(json.loads(body).get("event_type") or "")
+    if named := _text(headers, "event_type"):
+        return named
+    # A body nested too deeply for the parser is not an envelope either.
+    with contextlib.suppress(ValueError, AttributeError, TypeError, RecursionError):
+        return _text(json.loads(body), "event_type") or ""
     return ""
+
+
+def _count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _text(headers: HeadersType | dict[str, Any], name: str) -> str | None:
     value = headers.get(name)
-    return value.decode(errors="replace") if isinstance(value, bytes) else (
-        None if value is None else str(value))
+    if isinstance(value, bytes | bytearray):
+        return value.decode(errors="replace")
+    return None if value is None else str(value)
 
 
 def _when(value: object) -> datetime | None:
+    """An aware UTC time from an ISO string or a datetime (naive means UTC), else None."""
     with contextlib.suppress(ValueError):
         value = datetime.fromisoformat(value) if isinstance(value, str) else value
     if not isinstance(value, datetime):
         return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:  # an offset that moves it past datetime's range
+        return None
