@@ -389,13 +389,21 @@ def summarise(result: Result, stats: Mapping[str, Any]) -> None:
         result.utilisation_during_backlog = round(sum(w["calls"] for w in full) / offered, 3)
 
 
+def _mix(text: str) -> dict[str, float]:
+    try:
+        return parse_mix(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--guests", type=int, default=20_000)
     parser.add_argument("--centers", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1, help="of the organisation and the day")
     parser.add_argument("--count", type=int, default=5000, help="deliveries in the day")
-    parser.add_argument("--mix", type=parse_mix, default=dict(EVEN_MIX),
+    parser.add_argument("--mix", type=_mix, default=dict(EVEN_MIX),
                         help='shares of kinds, e.g. "freeze=0.4,guestpass=0.3,package=0.3"')
     parser.add_argument("--mode", default="shipped",
                         choices=["shipped", "uncached", "after", "before"],
