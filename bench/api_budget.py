@@ -399,8 +399,8 @@ def _mix(text: str) -> dict[str, float]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--guests", type=int, default=20_000)
-    parser.add_argument("--centers", type=int, default=20)
+    parser.add_argument("--guests", type=int, default=20_000, help="of the organisation")
+    parser.add_argument("--centers", type=int, default=20, help="of the organisation")
     parser.add_argument("--seed", type=int, default=1, help="of the organisation and the day")
     parser.add_argument("--count", type=int, default=5000, help="deliveries in the day")
     parser.add_argument("--mix", type=_mix, default=dict(EVEN_MIX),
@@ -408,11 +408,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--mode", default="shipped",
                         choices=["shipped", "uncached", "after", "before"],
                         help="after and before are the earlier names of shipped and uncached")
-    parser.add_argument("--workers", type=int, default=3)
-    parser.add_argument("--max-seconds", type=float, default=1800.0)
+    parser.add_argument("--workers", type=int, default=3, help="worker processes")
+    parser.add_argument("--max-seconds", type=float, default=1800.0,
+                        help="bound of the run, from the first delivery")
     parser.add_argument("--window-seconds", type=float, default=6.0,
                         help="the sandbox's budget window for 60 calls (Zenoti's: 60)")
-    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="write the result here")
     return parser
 
 
