@@ -26,6 +26,7 @@ is older than ``refresh_interval``, and only when an event asks. Nothing runs on
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -121,6 +122,7 @@ class Snapshots:
         self._load_lock = load_lock
         self._wait_hint = wait_hint
         self._broken: dict[str, float] = {}  # kind -> until when its lists are not asked
+        self._loads: dict[tuple[str, str], asyncio.Future[None]] = {}  # this process's
 
     def enabled(self, kind: str) -> bool:
         return kind in self._kinds
@@ -194,8 +196,18 @@ class Snapshots:
         return time.time() - max(meta.as_of, meta.refreshed_at) >= self._refresh_interval
 
     async def _load(self, kind: str, center: str, meta: Meta | None) -> None:
-        """Load the remaining pages; raise ``BudgetExhausted`` (wait in the broker) when
-        another pod holds the load or the budget runs out midway, keeping the place."""
+        """Load the remaining pages, once per process: events of this process that want the
+        same snapshot meanwhile wait for that load rather than in the broker."""
+        running = self._loads.get((kind, center))
+        if running is None:
+            running = asyncio.ensure_future(self._load_pages(kind, center, meta))
+            self._loads[(kind, center)] = running
+            running.add_done_callback(lambda _: self._loads.pop((kind, center), None))
+        await asyncio.shield(running)  # a waiter's deadline does not cancel the others' load
+
+    async def _load_pages(self, kind: str, center: str, meta: Meta | None) -> None:
+        """Raise ``BudgetExhausted`` (wait in the broker) when another pod holds the load or
+        the budget runs out midway, keeping the place."""
         if not await self._store.claim(kind, center, self._load_lock):
             raise BudgetExhausted(f"{kind} of center {center!r} are being loaded",
                                   retry_after=self._wait_hint)

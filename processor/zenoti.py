@@ -116,6 +116,7 @@ class ZenotiClient:
         self.snapshots = snapshots
         self.calls = 0  # requests made by this client or view (``bound``): one per event
         self._centers: list[tuple[float, list[str]]] = []  # shared by every view
+        self._centers_asked = asyncio.Lock()  # one call for every event that wants them
 
     @property
     def tenant(self) -> str:
@@ -187,13 +188,17 @@ class ZenotiClient:
 
     async def center_ids(self) -> list[str]:
         """The organisation's centers (``GET /v1/centers``), asked once a day."""
-        if self._centers and time.time() - self._centers[0][0] < _CENTERS_KEPT:
-            return self._centers[0][1]
-        call = _Call("centers", "centers", "/v1/centers")
-        listed = self._parse(call, api.CenterList, await self._fetch(call))
-        ids = [center.id for center in _wrapped_model(listed.centers, "centers", call, self._say)]
-        self._centers[:] = [(time.time(), ids)]
-        return ids
+        async with self._centers_asked:
+            if self._centers and time.time() - self._centers[0][0] < _CENTERS_KEPT:
+                return self._centers[0][1]
+            call = _Call("centers", "centers", "/v1/centers")
+            body = await self._fetch(call)
+            listed = self._parse(call, api.CenterList, body)
+            present = "centers" in listed.model_fields_set
+            ids = [c.id for c in _wrapped_model(listed.centers, "centers", call, self._say,
+                                                present=present)]
+            self._centers[:] = [(time.time(), ids)]
+            return ids
 
     async def get_invoice(self, invoice_id: str) -> api.Invoice:
         """``GET /v1/invoices/{id}``: the invoice, whose ``guest`` leads to the guest."""
