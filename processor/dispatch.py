@@ -22,7 +22,7 @@ from structlog.typing import FilteringBoundLogger
 from processor.clients import ZenotiClients
 from processor.codec import bounded, decode_event, scoped_key
 from processor.dedupe import Deduplicator
-from processor.errors import BrokerUnavailable, HandlerTimeout, PermanentError
+from processor.errors import BrokerUnavailable, HandlerTimeout, PermanentError, PublishRefused
 from processor.fate import Fate, Outcome, decide
 from processor.handler import Context, Event, Handler
 from processor.metrics import Metrics
@@ -134,11 +134,16 @@ class Dispatcher:
 
     async def _settle(self, message: AbstractIncomingMessage, fate: Fate) -> None:
         try:
-            if fate.outcome is Outcome.RETRY:
-                fate = await self._retry_or_give_up(message, fate)
-            elif fate.outcome is Outcome.DEAD_LETTER:
-                await self._dead_letter(message, fate, message.headers)
-            await message.ack()
+            rejected = False
+            try:
+                if fate.outcome is Outcome.RETRY:
+                    fate = await self._retry_or_give_up(message, fate)
+                elif fate.outcome is Outcome.DEAD_LETTER:
+                    await self._dead_letter(message, fate, message.headers)
+            except PublishRefused as exc:
+                fate, rejected = await self._refused(message, fate, exc)
+            if not rejected:
+                await message.ack()
         except BrokerUnavailable as exc:
             # Its copy was not confirmed: give the message back rather than risk losing it.
             self._log.warning("message.requeued", outcome=fate.outcome.value, error=str(exc))
@@ -151,6 +156,20 @@ class Dispatcher:
         if fate.outcome is not Outcome.ACK and not deferred:
             self._log.warning(f"message.{fate.outcome.value}", reason=fate.reason,
                               detail=fate.detail)
+
+    async def _refused(self, message: AbstractIncomingMessage, fate: Fate,
+                       exc: PublishRefused) -> tuple[Fate, bool]:
+        """The retry copy or dead letter itself cannot be published (its headers grew past
+        the broker's limit, say): park the message without them, and if even that is
+        refused, reject it, which the broker dead-letters into the same parking lot. Returns
+        the fate and whether the message was rejected (then it must not be acked)."""
+        parked = Fate(Outcome.DEAD_LETTER, exc.reason, f"{fate.reason}: {exc}"[:1000])
+        try:
+            await self._dead_letter(message, parked, {ATTEMPT: 1})
+        except PublishRefused:
+            await message.reject(requeue=False)
+            return parked, True
+        return parked, False
 
     async def _retry_or_give_up(self, message: AbstractIncomingMessage, fate: Fate) -> Fate:
         step = self._retry.plan(message.headers, fate)

@@ -71,7 +71,8 @@ async def worker(settings: Settings, handlers: Sequence[Handler],
                  bindings: Sequence[Binding] = BINDINGS) -> AsyncIterator[Worker]:
     log, metrics = get_logger(test="worker"), Metrics()
     url = settings.amqp_url.get_secret_value()
-    publisher = ConfirmedPublisher(url, log=log, metrics=metrics, max_delay=0.5)
+    publisher = ConfirmedPublisher(url, log=log, metrics=metrics, max_delay=0.5,
+                                   max_message_size=settings.broker_max_message_size)
     clients = ZenotiClients(settings, metrics)
     done = MemoryDeduplicator(60, 1000)
     dispatchers = [Dispatcher(

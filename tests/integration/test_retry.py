@@ -102,3 +102,18 @@ async def test_a_handler_that_hangs_is_cut_at_its_deadline_and_retried(url: str)
         [done] = await collect(out, 1, timeout=15)
     assert json.loads(done.body) == {"key": "k-hang", "attempt": 2}
     assert time.monotonic() - started < 10
+
+
+async def test_a_message_whose_copies_the_broker_would_refuse_is_parked_by_the_broker(
+    url: str,
+) -> None:
+    # The retry copy and the dead letter are both over the publisher's size limit: the
+    # original is rejected, and the work queue dead-letters it into the parking lot.
+    Scripted.script["k-big"] = [ZenotiUnavailable("503")]
+    settings = settings_for(url, max_body_bytes=1024, broker_max_message_size=64 * 1024 + 2048)
+    async with worker(settings, [Scripted()]):
+        await send(url, "Test.Scripted", "k-big", {"n": 1, "pad": "x" * 3000})
+        [dead] = await drain(url, DEAD, 1, timeout=15)
+    assert b"x" * 3000 in dead.body
+    assert dead.headers["x-death"][0]["reason"] == "rejected"
+    assert Scripted.calls["k-big"] == 1
