@@ -1,8 +1,10 @@
 """How often a message waits for the API budget in the broker before it is enriched.
 
-``python -m bench.budget_deferrals [--events 400] [--workers 2] [--code DIR]``
+``python -m bench.budget_deferrals [--events 400] [--guests 20000] [--centers 20]
+[--workers 2] [--code DIR]``
 
-A backlog of one tenant's events (400 by default, over 300 guests, all delivered at once)
+A backlog of one tenant's events (400 by default, about guests of an organisation of 20,000
+over 20 centers, so that most need calls of their own; all delivered at once)
 goes through a real ingress and worker processes sharing one budget in Redis, against the
 sandbox at 60 calls per 6 s: Zenoti's 60 a minute, ten times faster, with everything that is
 a duration compressed alike (short wait 0.2 s, delay tiers 0.5 s, 3 s, 12 s, 1 min, 6 min for
@@ -40,6 +42,7 @@ SECRET, KEY = "bench-secret", "bench-key"
 WINDOW, CALLS = 6.0, 60
 TIERS = [0.5, 3.0, 12.0, 60.0, 360.0]
 SHORT_WAIT = 0.2
+SEED = 1  # of the organisation, which the sandbox serves too
 REDIS = "redis://127.0.0.1:6379/0"
 DEFERRED = "zenoti_events_api_budget_deferred_total"
 
@@ -61,12 +64,12 @@ class Result:
 class Processes:
     """Sandbox, ingress and workers in their own virtual host and Redis prefix."""
 
-    def __init__(self, workers: int, code: Path) -> None:
+    def __init__(self, workers: int, code: Path, org: tuple[int, int]) -> None:
         self.vhost = f"zenoti-deferrals-{uuid.uuid4().hex[:6]}"
         self.amqp = f"amqp://guest:guest@127.0.0.1:5672/{self.vhost}"
         self.sandbox_port, self.ingress_port = free_port(), free_port()
         self.worker_ports = [free_port() for _ in range(workers)]
-        self.code = code
+        self.code, self.org = code, org
         self.children: list[subprocess.Popen[bytes]] = []
 
     def env(self, metrics_port: int) -> dict[str, str]:
@@ -92,6 +95,8 @@ class Processes:
                          ".*", ".*"]):
             subprocess.run(command, check=True, capture_output=True)
         self._spawn(free_port(), "sandbox", "--port", str(self.sandbox_port), "--api-key", KEY,
+                    "--seed", str(SEED), "--guests", str(self.org[0]),
+                    "--centers", str(self.org[1]),
                     "--calls-per-window", str(CALLS), "--window-seconds", str(WINDOW))
         wait_ready(f"http://127.0.0.1:{self.sandbox_port}/_sandbox/health")
         self._spawn(free_port(), "ingress")
@@ -131,12 +136,13 @@ class Processes:
         return stats
 
 
-async def run(events: int, workers: int, code: Path, max_seconds: float) -> Result:
-    processes = Processes(workers, code)
+async def run(events: int, workers: int, code: Path, max_seconds: float,
+              org_size: tuple[int, int]) -> Result:
+    processes = Processes(workers, code, org_size)
     processes.start()
     result = Result(events, workers)
     try:
-        org = Organisation.generate(1, guests=300)  # what the sandbox serves by default
+        org = Organisation.generate(SEED, guests=org_size[0], centers=org_size[1])
         deliveries = build_deliveries(org, events, seed=9, unknown_ratio=0.0)
         config = SimulatorConfig(
             url=f"http://127.0.0.1:{processes.ingress_port}/webhooks/zenoti", secret=SECRET,
@@ -164,13 +170,16 @@ async def run(events: int, workers: int, code: Path, max_seconds: float) -> Resu
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=400)
+    parser.add_argument("--guests", type=int, default=20_000, help="of the organisation")
+    parser.add_argument("--centers", type=int, default=20, help="of the organisation")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--code", type=Path, default=Path.cwd(),
                         help="checkout to run the processes from (default: this one)")
     parser.add_argument("--max-seconds", type=float, default=600.0)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    result = asyncio.run(run(args.events, args.workers, args.code.resolve(), args.max_seconds))
+    result = asyncio.run(run(args.events, args.workers, args.code.resolve(), args.max_seconds,
+                             (args.guests, args.centers)))
     print(json.dumps({k: v for k, v in asdict(result).items() if k != "samples"}, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,13 @@ is served only as far as the bucket holds tokens (its capacity) and the rest wai
 the budget went unused before it. Within one window the returns are spread finely enough for
 the budget to stay busy; a longer backlog costs a message one wait per window.
 
+Headroom: the bucket holds ``capacity - headroom`` tokens (one by default) at the rate of
+``capacity`` per ``window``. A call reaches Zenoti a little after its token was taken here,
+and that delay varies by pod and moment; two calls whose tokens were a refill apart can
+arrive closer together, and Zenoti's bucket, run to empty, would answer the second 429. A
+token of Zenoti's bucket never spent absorbs a variation of up to one refill (1 s at 60 a
+minute), at the cost of one call of the burst.
+
 If Redis fails, the call proceeds on a local ``TokenBucket`` of the same size: a degraded
 budget is better than stopping, and Zenoti's own 429s still pace us. The outage is logged
 once a minute however many calls notice it (``logs.THROTTLE``), and its end once.
@@ -90,20 +97,23 @@ class RedisBudget:
     """The ``Budget`` of one tenant, in Redis under ``<prefix>:budget:<tenant>`` (the bucket)
     and ``<prefix>:budget:<tenant>:demand`` (the messages waiting for it in the broker).
 
-    ``horizon`` (seconds, default ``window``) bounds the spread of deferrals (see the module);
-    ``rng`` draws the jitter; ``throttle`` keeps an outage to a line a minute."""
+    ``horizon`` (seconds, default ``window``) bounds the spread of deferrals, ``headroom`` is
+    the tokens of Zenoti's bucket never spent (see the module); ``rng`` draws the jitter;
+    ``throttle`` keeps an outage to a line a minute."""
 
     def __init__(self, client: aioredis.Redis, *, key: str, capacity: int, window: float,
-                 log: FilteringBoundLogger, horizon: float | None = None,
+                 log: FilteringBoundLogger, horizon: float | None = None, headroom: int = 1,
                  rng: random.Random | None = None, throttle: logs.Throttle | None = None) -> None:
         self._redis = client
         self._keys = [key, f"{key}:demand"]
-        self._args = (capacity, capacity / window)
+        burst = max(capacity - headroom, 1)
+        self._args = (burst, capacity / window)
         self._horizon = repr(window if horizon is None else horizon)
         self._acquire = client.register_script(ACQUIRE)
         self._observe = client.register_script(OBSERVE)
         self._rng = rng or random.Random()
-        self._fallback = TokenBucket(capacity, window, horizon=horizon, rng=self._rng)
+        self._fallback = TokenBucket(burst, burst * window / capacity,
+                                     horizon=window if horizon is None else horizon, rng=self._rng)
         self._log = log
         self._throttle = throttle or logs.THROTTLE
         self._pending: set[asyncio.Task[None]] = set()

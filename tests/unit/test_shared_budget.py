@@ -27,8 +27,10 @@ async def client() -> AsyncIterator[aioredis.Redis]:
     await redis.aclose()
 
 
-def budget(client: aioredis.Redis, key: str, capacity: int = 5, window: float = 1.0) -> RedisBudget:
-    return RedisBudget(client, key=key, capacity=capacity, window=window, log=get_logger())
+def budget(client: aioredis.Redis, key: str, capacity: int = 5, window: float = 1.0,
+           headroom: int = 0) -> RedisBudget:
+    return RedisBudget(client, key=key, capacity=capacity, window=window, log=get_logger(),
+                       headroom=headroom)
 
 
 async def test_two_budgets_on_one_key_share_one_bucket(client: aioredis.Redis) -> None:
@@ -126,3 +128,15 @@ async def test_messages_stop_counting_as_waiting_once_their_time_has_come(
     with pytest.raises(BudgetExhausted) as info:
         await shared.acquire(max_wait=0.0)
     assert info.value.retry_after is not None and info.value.retry_after < 0.15
+
+
+async def test_one_token_of_zenotis_bucket_is_left_as_headroom_by_default(
+    client: aioredis.Redis,
+) -> None:
+    key = f"test:budget:{uuid.uuid4().hex}"
+    shared = RedisBudget(client, key=key, capacity=4, window=60.0, log=get_logger())
+    for _ in range(3):
+        assert await shared.acquire(max_wait=0.1) < 0.01
+    with pytest.raises(BudgetExhausted) as info:
+        await shared.acquire(max_wait=0.1)
+    assert info.value.retry_after == pytest.approx(15.0, rel=0.05)  # still 4 a minute
