@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -90,8 +91,12 @@ async def parked(url: str, queue: str) -> list[AbstractIncomingMessage]:
 def logging_restored() -> Iterator[None]:
     """``main`` configures logging onto this test's captured stderr: undo it afterwards."""
     saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     yield
     structlog.configure(**saved)
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -240,10 +241,14 @@ async def test_a_copy_that_cannot_be_delivered_stops_the_pass_and_loses_nothing(
 
 @pytest.fixture
 def logging_restored() -> Iterator[None]:
-    """``main`` configures structlog onto this test's captured stderr: undo it afterwards."""
+    """``main`` configures logging onto this test's captured stderr: undo it afterwards."""
     saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     yield
     structlog.configure(**saved)
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.mark.usefixtures("logging_restored")
