@@ -77,6 +77,7 @@ _GUEST_NOT_FOUND = frozenset({404, 505})
 _PACKAGE_PAGE_SIZE = 100
 _LIST_PAGE_SIZE = 100  # the most a Zenoti list serves per page
 _CENTERS_KEPT = 86_400.0  # centers rarely change (REFERENCE 5.5: cache them)
+_MAX_CENTER_PAGES = 20  # 2,000 centers: past any organisation we know of
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,12 +192,17 @@ class ZenotiClient:
         async with self._centers_asked:
             if self._centers and time.time() - self._centers[0][0] < _CENTERS_KEPT:
                 return self._centers[0][1]
-            call = _Call("centers", "centers", "/v1/centers")
-            body = await self._fetch(call)
-            listed = self._parse(call, api.CenterList, body)
-            present = "centers" in listed.model_fields_set
-            ids = [c.id for c in _wrapped_model(listed.centers, "centers", call, self._say,
-                                                present=present)]
+            ids: list[str] = []
+            for page in range(1, _MAX_CENTER_PAGES + 1):
+                params = {"page": str(page), "size": str(_LIST_PAGE_SIZE)}
+                call = _Call("centers", f"centers (page {page})", "/v1/centers", params)
+                body = await self._fetch(call)
+                listed = self._parse(call, api.CenterList, body)
+                present = "centers" in listed.model_fields_set
+                ids += [c.id for c in _wrapped_model(listed.centers, "centers", call,
+                                                     self._say, present=present)]
+                if len(listed.centers or ()) < _LIST_PAGE_SIZE:
+                    break
             self._centers[:] = [(time.time(), ids)]
             return ids
 
