@@ -16,8 +16,8 @@ this tenant. Each deferral registers its expected return in a sorted set
 (``<key>:demand``: member = one deferral, score = when it comes back, on Redis's clock); the
 entries whose time has passed are dropped, so the set counts the messages still in delay
 queues. ``retry_after`` = the wait for a token with the reservations already made, plus one
-token's time per waiting message, at most ``horizon``, times a jitter in [0.9, 1.1]: the
-waiting messages come back spread over the time the budget needs to serve them. One call per
+token's time per waiting message (at most ``horizon``, jittered by +/-10 %): the waiting
+messages come back spread over the time the budget needs to serve them. One call per
 waiting message is a lower bound (a message may need two or three): never an overestimate
 that leaves the budget idle; a message that needs more waits again for those.
 
@@ -32,7 +32,8 @@ Headroom: the bucket holds ``capacity - headroom`` tokens (one by default) at th
 and that delay varies by pod and moment; two calls whose tokens were a refill apart can
 arrive closer together, and Zenoti's bucket, run to empty, would answer the second 429. A
 token of Zenoti's bucket never spent absorbs a variation of up to one refill (1 s at 60 a
-minute), at the cost of one call of the burst.
+minute), at the cost of one call of the burst. Zenoti's ``RateLimit-Remaining`` is believed
+less the headroom, for the same reason.
 
 If Redis fails, the call proceeds on a local ``TokenBucket`` of the same size: a degraded
 budget is better than stopping, and Zenoti's own 429s still pace us. The outage is logged
@@ -107,6 +108,7 @@ class RedisBudget:
         self._redis = client
         self._keys = [key, f"{key}:demand"]
         burst = max(capacity - headroom, 1)
+        self._headroom = capacity - burst
         self._args = (burst, capacity / window)
         self._horizon = repr(window if horizon is None else horizon)
         self._acquire = client.register_script(ACQUIRE)
@@ -144,7 +146,7 @@ class RedisBudget:
         if remaining is None:
             return
         block = reset_seconds if remaining <= 0 and reset_seconds is not None else None
-        self._send(str(remaining), "" if block is None else repr(block))
+        self._send(str(remaining - self._headroom), "" if block is None else repr(block))
 
     def pause(self, seconds: float) -> None:
         """No pod calls for ``seconds`` (Zenoti answered 429 with ``Retry-After``)."""

@@ -140,3 +140,13 @@ async def test_one_token_of_zenotis_bucket_is_left_as_headroom_by_default(
     with pytest.raises(BudgetExhausted) as info:
         await shared.acquire(max_wait=0.1)
     assert info.value.retry_after == pytest.approx(15.0, rel=0.05)  # still 4 a minute
+
+
+async def test_zenotis_count_is_believed_less_the_headroom(client: aioredis.Redis) -> None:
+    key = f"test:budget:{uuid.uuid4().hex}"
+    shared = RedisBudget(client, key=key, capacity=50, window=60.0, log=get_logger())
+    shared.observe(remaining=2, reset_seconds=None)
+    await asyncio.sleep(0.05)
+    assert await shared.acquire(max_wait=0.1) < 0.01
+    with pytest.raises(BudgetExhausted):
+        await shared.acquire(max_wait=0.1)
