@@ -28,10 +28,11 @@ from typing import Any, TextIO
 
 import aio_pika
 
-from processor import logs
+from processor import logs, plugins
 from processor.errors import BrokerUnavailable
 from processor.parking import Filter, ParkedMessage, ParkingLot, Progress
 from processor.settings import Settings
+from processor.triage import survey
 
 UNROUTED_LOT = "unrouted"
 _Work = Callable[[ParkingLot], Awaitable[int]]
@@ -56,6 +57,8 @@ def add_parser(sub: Any) -> None:
     replay.add_argument("--dry-run", action="store_true", help="count, move nothing")
     purge = _action(actions, "purge", "delete matching messages for good", _purge)
     purge.add_argument("--yes", action="store_true", help="really delete them")
+    _action(actions, "types", "event types waiting, and which handler would take each",
+            _types)
 
 
 def _action(actions: Any, name: str, text: str, command: Callable[..., int], *,
@@ -128,6 +131,26 @@ def _purge(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     return _run(settings, args.lot, purge)
+
+
+def _types(args: argparse.Namespace, settings: Settings) -> int:
+    async def summarise(lot: ParkingLot) -> int:
+        found = survey(await lot.browse(_filter(args)), plugins.discover(),
+                       settings.handler_event_types)
+        print(_table(["EVENT TYPE", "COUNT", "FIRST SEEN", "LAST SEEN", "WOULD TAKE IT"], [
+            (e.event_type, e.count, _when(e.first_seen), _when(e.last_seen),
+             ", ".join(e.candidates) or "-") for e in found]))
+        for entry in found:
+            if entry.setting:
+                print(f"\n{_shown(entry.event_type)} -> {entry.candidates[0]}:\n  "
+                      f"{_shown(entry.setting, 'value')}")
+        return 0
+
+    return _run(settings, args.lot, summarise)
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
 
 
 def _run(settings: Settings, lot: str, work: _Work) -> int:
