@@ -91,7 +91,7 @@ async def test_a_busy_day_is_enriched_at_a_fraction_of_a_call_per_event(stack: B
 
 async def test_a_list_in_an_unknown_shape_falls_back_to_point_look_ups(stack: Busy) -> None:
     start(stack, "--list-key", "center_members=people")
-    events, calls = await enrich_a_day(stack)
+    events, _ = await enrich_a_day(stack)
     assert len(events) == COUNT  # every event enriched all the same
     for lot in ("zenoti.h.membership-freeze.dead", "zenoti.h.guestpass-redeemed.dead",
                 "zenoti.h.package-status.dead"):
