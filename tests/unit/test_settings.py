@@ -60,7 +60,7 @@ def test_an_api_key_at_the_top_level_makes_a_default_tenant_that_must_be_signed(
     monkeypatch.setenv("ZENOTI_EVENTS_TENANTS", '{"acme": {"webhook_secrets": ["s"]}}')
     settings = Settings()
     assert settings.unsigned_tenants() == [DEFAULT_TENANT]
-    with pytest.raises(ConfigError, match="default.*ALLOW_UNSIGNED"):
+    with pytest.raises(ConfigError, match=r"default.*ALLOW_UNSIGNED"):
         check_signing(settings, get_logger())
 
 
