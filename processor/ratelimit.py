@@ -19,7 +19,7 @@ from typing import Protocol
 
 from processor.errors import BudgetExhausted
 
-__all__ = ["JITTER", "Budget", "TokenBucket"]
+__all__ = ["HORIZON_WINDOWS", "JITTER", "Budget", "TokenBucket"]
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -30,6 +30,8 @@ _EPSILON = 1e-9
 # A deferral's retry_after is spread by a factor in [1 - JITTER, 1 + JITTER], so that messages
 # deferred together (by pods that do not share a bucket, say) do not come back together.
 JITTER = 0.1
+# How far ahead a deferral is spread at most, in bucket windows (processor.shared_budget).
+HORIZON_WINDOWS = 1.5
 
 
 class Budget(Protocol):
@@ -63,7 +65,7 @@ class TokenBucket:
 
     A caller told to wait elsewhere (``BudgetExhausted``) is remembered until the time it was
     told to come back; the next one is told to come back after all of them, one token's time
-    each, at most ``horizon`` (default: ``window_seconds``) after its own token would come
+    each, at most ``horizon`` (default: ``HORIZON_WINDOWS`` windows) after its own token would come
     (``processor.shared_budget`` explains why, for the shared bucket).
     """
 
@@ -88,7 +90,7 @@ class TokenBucket:
         self._blocked_until = -math.inf
         self._lock = asyncio.Lock()
         self._queued = 0
-        self._horizon = window_seconds if horizon is None else horizon
+        self._horizon = HORIZON_WINDOWS * window_seconds if horizon is None else horizon
         self._rng = rng or random.Random()
         self._deferred: list[float] = []  # a heap of when deferred callers come back
 

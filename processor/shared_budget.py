@@ -21,11 +21,12 @@ messages come back spread over the time the budget needs to serve them. One call
 waiting message is a lower bound (a message may need two or three): never an overestimate
 that leaves the budget idle; a message that needs more waits again for those.
 
-Why ``horizon`` (default: the bucket's window, the time it takes to refill): messages sent
-further than that come back through delay queues of a few fixed tiers, so in clumps; a clump
-is served only as far as the bucket holds tokens (its capacity) and the rest wait again, while
-the budget went unused before it. Within one window the returns are spread finely enough for
-the budget to stay busy; a longer backlog costs a message one wait per window.
+Why ``horizon`` (default: one and a half bucket windows, a window being the time the bucket
+takes to refill): messages sent further come back through delay queues of a few fixed tiers,
+so in clumps; a clump is served only as far as the bucket holds tokens (its capacity) and the
+rest wait again, while the budget went unused before it. Within the horizon the returns are
+spread finely enough for the budget to stay busy (measured: ``docs/api-budget.md``); a longer
+backlog costs a message about one wait per horizon.
 
 Headroom: the bucket holds ``capacity - headroom`` tokens (one by default) at the rate of
 ``capacity`` per ``window``. A call reaches Zenoti a little after its token was taken here,
@@ -53,7 +54,7 @@ from structlog.typing import FilteringBoundLogger
 
 from processor import logs
 from processor.errors import BudgetExhausted
-from processor.ratelimit import JITTER, TokenBucket
+from processor.ratelimit import HORIZON_WINDOWS, JITTER, TokenBucket
 
 _NOW = """
 local t = redis.call('TIME')
@@ -98,7 +99,7 @@ class RedisBudget:
     """The ``Budget`` of one tenant, in Redis under ``<prefix>:budget:<tenant>`` (the bucket)
     and ``<prefix>:budget:<tenant>:demand`` (the messages waiting for it in the broker).
 
-    ``horizon`` (seconds, default ``window``) bounds the spread of deferrals, ``headroom`` is
+    ``horizon`` (seconds, default 1.5 ``window``) bounds the spread of deferrals, ``headroom`` is
     the tokens of Zenoti's bucket never spent (see the module); ``rng`` draws the jitter;
     ``throttle`` keeps an outage to a line a minute."""
 
@@ -110,12 +111,13 @@ class RedisBudget:
         burst = max(capacity - headroom, 1)
         self._headroom = capacity - burst
         self._args = (burst, capacity / window)
-        self._horizon = repr(window if horizon is None else horizon)
+        spread = HORIZON_WINDOWS * window if horizon is None else horizon
+        self._horizon = repr(spread)
         self._acquire = client.register_script(ACQUIRE)
         self._observe = client.register_script(OBSERVE)
         self._rng = rng or random.Random()
         self._fallback = TokenBucket(burst, burst * window / capacity,
-                                     horizon=window if horizon is None else horizon, rng=self._rng)
+                                     horizon=spread, rng=self._rng)
         self._log = log
         self._throttle = throttle or logs.THROTTLE
         self._pending: set[asyncio.Task[None]] = set()

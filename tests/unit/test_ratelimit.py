@@ -169,10 +169,10 @@ async def test_deferred_callers_are_spread_over_the_time_the_budget_needs_to_ser
         assert info.value.retry_after is not None
         told.append(info.value.retry_after)
     # The k-th comes back after the k-1 before it, a token (1 s) each, +/- 10 % jitter: not
-    # all together when the next token comes (1 s), to be deferred again; but at most one
-    # window (60 s) after that token, when the bucket has refilled.
+    # all together when the next token comes (1 s), to be deferred again; but at most one and
+    # a half windows (90 s) after that token.
     for k, seconds in enumerate(told, start=1):
-        ahead = min(k - 1, 60)
+        ahead = min(k - 1, 90)
         assert 1 + 0.9 * ahead <= seconds <= 1 + 1.1 * ahead
 
 

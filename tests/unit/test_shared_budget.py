@@ -98,7 +98,9 @@ async def test_deferrals_on_every_pod_queue_behind_the_messages_already_waiting(
         assert 0.9 * k - 0.2 <= seconds <= 1.1 * k, told
 
 
-async def test_deferrals_are_spread_over_one_window_at_most(client: aioredis.Redis) -> None:
+async def test_deferrals_are_spread_over_one_and_a_half_windows_at_most(
+    client: aioredis.Redis,
+) -> None:
     key = f"test:budget:{uuid.uuid4().hex}"
     shared = budget(client, key, capacity=2, window=2.0)  # 1 a second, refilled in 2 s
     for _ in range(2):
@@ -109,7 +111,7 @@ async def test_deferrals_are_spread_over_one_window_at_most(client: aioredis.Red
             await shared.acquire(max_wait=0.5)
         assert info.value.retry_after is not None
         told.append(info.value.retry_after)
-    assert max(told) <= 1 + 2.2 and told[-1] >= 1 + 1.8 - 0.2
+    assert max(told) <= 1 + 3.3 and told[-1] >= 1 + 2.7 - 0.2
     ttl = await client.ttl(f"{key}:demand")
     assert max(told) + 59 <= ttl <= max(told) + 62  # the set goes when its last entry is due
 
