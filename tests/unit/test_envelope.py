@@ -33,6 +33,9 @@ def test_the_reference_envelope_parses_with_its_seven_digit_timestamp() -> None:
         ("Guestpass.redeemed", "guestpass-redemption.data.json"),
         ("Guest.Package.Redemption", "guest-package-redemption.data.json"),
         ("Guest.Membership.Freeze", "membership-freeze.data.json"),
+        ("Guest.Membership.Unfreeze", "membership-unfreeze.data.json"),
+        ("Guest.Membership.Cancelled", "membership-cancelled.data.json"),
+        ("Guest.Package.StatusUpdate", "guest-package-status-update.data.json"),
     ],
 )
 def test_every_valid_sample_parses_inside_an_envelope(event_type: str, sample: str) -> None:
@@ -41,10 +44,18 @@ def test_every_valid_sample_parses_inside_an_envelope(event_type: str, sample: s
     assert envelope.data == json.loads(text)
 
 
-def test_the_vendor_package_sample_is_not_json_and_is_rejected_naming_that() -> None:
-    raw = (SAMPLES / "guest-package-redemption.raw.txt").read_text()
+@pytest.mark.parametrize(
+    ("event_type", "raw"),
+    [
+        ("Guest.Package.Redemption", "guest-package-redemption.raw.txt"),
+        ("Guest.Membership.Unfreeze", "membership-unfreeze.raw.txt"),
+    ],
+)
+def test_a_vendor_sample_that_is_not_json_is_rejected_naming_that(
+    event_type: str, raw: str
+) -> None:
     with pytest.raises(InvalidEnvelope, match="not valid JSON"):
-        parse_envelope(wrap("Guest.Package.Redemption", raw))
+        parse_envelope(wrap(event_type, (SAMPLES / raw).read_text()))
 
 
 @pytest.mark.parametrize(

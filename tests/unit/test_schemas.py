@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,69 +20,18 @@ from schemas.enriched import (
 from schemas.webhooks import GuestpassRedeemedData, MembershipFreezeData, PackageStatusData
 from schemas.zenoti import ApiError, Guest, GuestMembership, PersonalInfo
 
-# The Guest Membership Freeze sample of docs.zenoti.com (REFERENCE 3.1), verbatim.
-FREEZE_SAMPLE: dict[str, Any] = {
-    "user_membership_id": "01192853-a6b5-4ff4-b299-e36b9efe61ac",
-    "group_user_membership_id": "122df2ee-e82b-4c57-8262-ea57a39b6185",
-    "status": 1,
-    "recurrence_status": 3,
-    "expiry_date": "2023-03-30T20:00:00",
-    "member_code": "vvs356371",
-    "center": {"id": "a11f578a-1b81-4de0-8834-915f79e5362b", "name": "Khammam"},
-    "next_collection_date": "2021-12-24T00:00:00",
-    "freeze": {
-        "start_date": "2021-12-13T20:00:00",
-        "end_date": "2021-12-18T20:00:00",
-        "type": 2,
-        "fee": 20,
-        "fee_type": 2,
-        "comments": "paused",
-        "froze_by": "charan Owner",
-    },
-}
+SAMPLES = Path(__file__).parents[1] / "fixtures" / "samples"
 
-# The GuestPass Redemption sample of docs.zenoti.com (REFERENCE 3.6), verbatim.
-GUESTPASS_SAMPLE: dict[str, Any] = {
-    "id": "52923CDB-EA9B-420E-B787-1B2B4CE993AB",
-    "date": "2022-07-17T23:15:00",
-    "guestpass_id": "c7bc8109-6403-42dd-92ab-9aa22d84bee5",
-    "guest_id": "184772fc-58bf-4257-b932-8d91be2b5736",
-    "session_id": 81285,
-    "invoice_id": "1db1854b-1ae3-401b-8302-1ef84de90ca4",
-    "user_membership_id": "95f3175a-044d-47f2-9328-128a137b2ded",
-    "membership": {"id": "70019c0a-4347-4c3a-81b0-2a53b8704270", "name": "Cycling"},
-    "is_category": True,
-    "total": 55,
-    "balance": 23,
-    "used": 32,
-    "transferred": 0,
-    "expired": 0,
-    "frequency": "Any",
-}
 
-# The Guest Package Status Update sample of docs.zenoti.com (REFERENCE 3.7), verbatim.
-PACKAGE_SAMPLE: dict[str, Any] = {
-    "user_package_id": "0cc3f6bd-680e-4953-bda6-9441565efb52",
-    "status": 1,
-    "user_package_state": 0,
-    "invoice": {"status": 4, "receipt_no": "RRR6059",
-                "id": "1ee272c2-bb54-4350-87d3-f32ac034aacc", "no": "RR16675"},
-    "package": {"code": "15 min facial package", "is_OTP_required": False, "type": 0,
-                "id": "e19e0f53-74d3-46b7-bc87-bef8fbc185c8", "name": "15 min facial package"},
-    "purchase": {"price": {"currency_id": 0, "sales": 0, "tax": 0, "final": 110},
-                 "date": "2022-03-02T05:55:14"},
-    "date": {"end_date_with_grace": "2022-04-26T09:55:25", "start": "2022-03-02T09:55:25",
-             "end": "2022-04-01T09:55:25"},
-    "schedule": {"completed_schedules": None, "next_schedule_date": None},
-    "center": {"id": "a11f578a-1b81-4de0-8834-915f79e5362b", "name": "Khammam"},
-    "is_refunded": False,
-    "sale_invoice": {"id": None, "no": None},
-    "lookup_package_user_id": None,
-    "start_validity_at_first_redemption": False,
-    "never_expires": False,
-    "has_first_redemption": True,
-    "expiration_days": 30,
-}
+def vendor_sample(name: str) -> dict[str, Any]:
+    """A ``data`` sample of docs.zenoti.com, as the vendor shows it (samples README)."""
+    sample: dict[str, Any] = json.loads((SAMPLES / name).read_text())
+    return sample
+
+
+FREEZE_SAMPLE = vendor_sample("membership-freeze.data.json")  # Guest Membership Freeze
+GUESTPASS_SAMPLE = vendor_sample("guestpass-redemption.data.json")  # GuestPass Redemption
+PACKAGE_SAMPLE = vendor_sample("guest-package-status-update.data.json")  # Status Update
 
 
 def without(sample: dict[str, Any], key: str) -> dict[str, Any]:
