@@ -8,8 +8,8 @@
 With none of them: the tests skip locally, and fail when ``CI`` is set.
 
 Tests that stop, restart or alarm a broker never do it to that one (a developer may be using
-it): they take ``private_broker``, a fresh virtual host on ``private_node``, a RabbitMQ node of
-this session alone (``tests/rabbit.py``). It needs ``rabbitmq-server`` installed here: without
+it): they take ``private_broker``, on ``private_node``, a RabbitMQ node of this session alone
+(``tests/rabbit.py``). It needs ``rabbitmq-server`` installed here: without
 it they skip locally and fail under ``CI``. ``shared_broker_untouched`` checks at the end of
 the session that the local broker was left alone (same process, app never stopped, no alarm).
 """
@@ -124,16 +124,14 @@ def private_node(shared_broker_untouched: None) -> Iterator[PrivateNode]:
 
 @pytest.fixture
 def private_broker(private_node: PrivateNode) -> Iterator[Broker]:
-    """A fresh virtual host on the private node, healthy before and after the test (app
-    running, no alarm), whatever the test did to it."""
+    """The private node (its default virtual host: the node is this session's alone), healthy
+    before and after the test (app running, no alarm), whatever the test did to it. Tests
+    delete what they declare first, as on the shared broker."""
     private_node.heal()
-    vhost = f"zenoti-events-test-{uuid.uuid4().hex[:8]}"
-    url = private_node.add_vhost(vhost)
     try:
-        yield Broker(url, vhost, node=private_node)
+        yield Broker(private_node.url, "/", node=private_node)
     finally:
         private_node.heal()
-        private_node.delete_vhost(vhost)
 
 
 def _container() -> RabbitMqContainer | None:

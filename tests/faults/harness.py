@@ -19,6 +19,7 @@ import aio_pika
 
 from processor import topology
 from processor.retry import delay_queue_name
+from processor.settings import DEFAULT_TENANT
 from processor.simulator import SimulatorReport
 from tests.integration.amqp import DEFAULT_TIERS, channel
 from tests.integration.processes import Stack
@@ -144,11 +145,12 @@ class Figures:
 async def account(url: str, name: str, report: SimulatorReport) -> Figures:
     """Drain the outcome and every parking lot, and check the invariant's bookkeeping."""
     enriched = await take_all(url, OUTCOME)
-    keys = Counter((m.message_id or "").rsplit(":", 2)[0] for m in enriched)
+    keys = Counter(_event_id((m.message_id or "").rsplit(":", 2)[0]) for m in enriched)
     parked: dict[str, set[str]] = {}
     for lot in [topology.UNROUTED, *[topology.dead_queue_name(h) for h in HANDLERS]]:
         for message in await take_all(url, lot):
-            parked.setdefault(message.message_id or "", set()).add(_reason(message, lot))
+            parked.setdefault(_event_id(message.message_id or ""), set()).add(
+                _reason(message, lot))
     accepted = set(report.accepted_ids)
     outcome = set(keys) | set(parked)
     return Figures(
@@ -160,6 +162,12 @@ async def account(url: str, name: str, report: SimulatorReport) -> Figures:
         parked_reasons=dict(Counter(r for k in set(parked) & accepted for r in parked[k])),
         reasons_of=parked, enriched_keys=set(keys),
     )
+
+
+def _event_id(message_id: str) -> str:
+    """The event id of a tenant-scoped message id (``<tenant>:<event id>``, the simulator
+    posts to the default tenant)."""
+    return message_id.removeprefix(f"{DEFAULT_TENANT}:")
 
 
 def _reason(message: aio_pika.abc.AbstractIncomingMessage, lot: str) -> str:

@@ -34,6 +34,7 @@ async def channel(url: str) -> AsyncIterator[AbstractChannel]:
 async def publish_kept(url: str) -> None:
     async with channel(url) as ch:
         for name, kind in QUEUES.items():
+            await ch.queue_delete(name)
             await ch.declare_queue(name, durable=True, arguments={"x-queue-type": kind})
             await ch.default_exchange.publish(
                 aio_pika.Message(name.encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
@@ -110,6 +111,7 @@ async def test_a_memory_alarm_holds_the_confirm_until_cleared(private_broker: Br
     node = private_broker.node
     assert node is not None
     async with channel(private_broker.url) as ch:
+        await ch.queue_delete("held")
         queue = await ch.declare_queue("held", durable=True)
         await asyncio.to_thread(node.alarm_memory)
         publishing = asyncio.create_task(ch.default_exchange.publish(
