@@ -20,8 +20,8 @@ from processor.metrics import Metrics
 from processor.ratelimit import Budget, TokenBucket
 from processor.settings import Settings
 from processor.shared_budget import RedisBudget
-from processor.snapshot_store import MemorySnapshotStore, RedisSnapshotStore
-from processor.snapshots import Snapshots, SnapshotStore
+from processor.snapshot_store import MemorySnapshotStore, RedisSnapshotStore, SnapshotStore
+from processor.snapshots import Snapshots
 from processor.zenoti import ZenotiClient
 
 __all__ = ["ZenotiClients"]

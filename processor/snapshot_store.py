@@ -1,12 +1,17 @@
 """Where center snapshots live: Redis (shared by every pod) or this process's memory.
 
-Redis keys, all under ``<prefix>:snap:<tenant>:<kind>`` and kept ``ttl`` seconds (a day)::
+Redis keys, all under ``<prefix>:snap:<tenant>:<kind>`` and kept ``ttl`` seconds (a day;
+every write renews the rows, the index and the meta together, so none outlives the others)::
 
-    :<center>           hash  row id -> row JSON
+    :<center>           hash  row id -> row JSON (only the fields the handlers read)
     :index              hash  row id -> center (a guest pass names no center)
     :<center>:meta      hash  next_page, as_of, refreshed_at
-    :<center>:lock      string, SET NX EX: the pod loading this snapshot
+    :<center>:lock      string, SET NX PX: a random token of the pod loading this snapshot,
+                        extended after each page and deleted only by its holder
     :<center>:demand:<hour>  counter of events that wanted it this hour
+
+A meta whose rows hash is gone (evicted) reads as no snapshot, so it is loaded again rather
+than answering "missing" for every row.
 
 A failing Redis is no snapshot (the caller uses point look-ups), never an error: logged once
 a minute however many calls fail (``logs.Throttle``).
@@ -15,18 +20,80 @@ a minute however many calls fail (``logs.Throttle``).
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections import Counter
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from structlog.typing import FilteringBoundLogger
 
 from processor import logs
-from processor.snapshots import Meta, Row
 
+Row = dict[str, Any]
 _DOWN = "snapshot.unavailable"
+# Compare-and-extend, compare-and-delete: only the holder of the token may touch the lock.
+_EXTEND = """if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"""
+_RELEASE = """if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1]) end return 0"""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a center's list: rows by lower-case id, and whether another follows."""
+
+    rows: dict[str, Row]
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A snapshot's row and the center whose snapshot holds it."""
+
+    row: Row
+    center: str
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """Where a center's snapshot stands: ``next_page`` to load (0 once complete), ``as_of``
+    when its load or last refresh started, ``refreshed_at`` when a refresh was last tried."""
+
+    next_page: int
+    as_of: float
+    refreshed_at: float
+
+    @property
+    def complete(self) -> bool:
+        return self.next_page == 0
+
+
+class SnapshotStore(Protocol):
+    """Where one tenant's snapshots live (``processor.snapshot_store``). ``meta`` is ``None``
+    when the rows are gone (expired or evicted), so a snapshot is never complete and empty."""
+
+    async def row(self, kind: str, center: str, key: str) -> Row | None: ...
+
+    async def locate(self, kind: str, key: str) -> str | None: ...
+
+    async def add(self, kind: str, center: str, rows: dict[str, Row]) -> None: ...
+
+    async def meta(self, kind: str, center: str) -> Meta | None: ...
+
+    async def set_meta(self, kind: str, center: str, meta: Meta) -> None: ...
+
+    async def claim(self, kind: str, center: str, seconds: float) -> str | None: ...
+
+    async def extend(self, kind: str, center: str, token: str, seconds: float) -> bool: ...
+
+    async def release(self, kind: str, center: str, token: str) -> None: ...
+
+    async def demand(self, kind: str, center: str) -> int: ...
+
+
 
 
 class MemorySnapshotStore:
@@ -36,7 +103,7 @@ class MemorySnapshotStore:
         self._rows: dict[tuple[str, str], dict[str, Row]] = {}
         self._index: dict[tuple[str, str], str] = {}
         self._meta: dict[tuple[str, str], Meta] = {}
-        self._locks: dict[tuple[str, str], float] = {}
+        self._locks: dict[tuple[str, str], tuple[str, float]] = {}
         self._demand: Counter[tuple[str, str, int]] = Counter()
 
     async def row(self, kind: str, center: str, key: str) -> Row | None:
@@ -51,20 +118,32 @@ class MemorySnapshotStore:
             self._index[(kind, key)] = center
 
     async def meta(self, kind: str, center: str) -> Meta | None:
-        return self._meta.get((kind, center))
+        return self._meta.get((kind, center)) if (kind, center) in self._rows else None
 
     async def set_meta(self, kind: str, center: str, meta: Meta) -> None:
         self._meta[(kind, center)] = meta
+        self._rows.setdefault((kind, center), {})
 
-    async def claim(self, kind: str, center: str, seconds: float) -> bool:
+    async def claim(self, kind: str, center: str, seconds: float) -> str | None:
         now = time.monotonic()
-        if self._locks.get((kind, center), 0.0) > now:
+        held = self._locks.get((kind, center))
+        if held is not None and held[1] > now:
+            return None
+        token = secrets.token_hex(8)
+        self._locks[(kind, center)] = (token, now + seconds)
+        return token
+
+    async def extend(self, kind: str, center: str, token: str, seconds: float) -> bool:
+        held = self._locks.get((kind, center))
+        if held is None or held[0] != token:
             return False
-        self._locks[(kind, center)] = now + seconds
+        self._locks[(kind, center)] = (token, time.monotonic() + seconds)
         return True
 
-    async def release(self, kind: str, center: str) -> None:
-        self._locks.pop((kind, center), None)
+    async def release(self, kind: str, center: str, token: str) -> None:
+        held = self._locks.get((kind, center))
+        if held is not None and held[0] == token:
+            del self._locks[(kind, center)]
 
     async def demand(self, kind: str, center: str) -> int:
         key = (kind, center, int(time.time() // 3600))
@@ -101,12 +180,20 @@ class RedisSnapshotStore:
         pipe = self._redis.pipeline(transaction=False)
         pipe.hset(self._key(kind, center), mapping={k: json.dumps(v) for k, v in rows.items()})
         pipe.hset(self._key(kind, "index"), mapping=dict.fromkeys(rows, center))
-        pipe.expire(self._key(kind, center), self._ttl)
-        pipe.expire(self._key(kind, "index"), self._ttl)
+        self._renew(pipe, kind, center)
         await self._call(pipe.execute())
 
+    def _renew(self, pipe: Any, kind: str, center: str) -> None:
+        for key in (self._key(kind, center), self._key(kind, "index"),
+                    self._key(kind, center, "meta")):
+            pipe.expire(key, self._ttl)
+
     async def meta(self, kind: str, center: str) -> Meta | None:
-        raw = await self._call(self._redis.hgetall(self._key(kind, center, "meta")))
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hgetall(self._key(kind, center, "meta"))
+        pipe.exists(self._key(kind, center))
+        answer = await self._call(pipe.execute())
+        raw = answer[0] if isinstance(answer, list) and answer[1] else None
         if not raw:
             return None
         try:
@@ -120,15 +207,22 @@ class RedisSnapshotStore:
         pipe = self._redis.pipeline(transaction=False)
         pipe.hset(key, mapping={"next_page": meta.next_page, "as_of": meta.as_of,
                                 "refreshed_at": meta.refreshed_at})
-        pipe.expire(key, self._ttl)
+        self._renew(pipe, kind, center)
         await self._call(pipe.execute())
 
-    async def claim(self, kind: str, center: str, seconds: float) -> bool:
+    async def claim(self, kind: str, center: str, seconds: float) -> str | None:
+        token = secrets.token_hex(8)
         key = self._key(kind, center, "lock")
-        return bool(await self._call(self._redis.set(key, b"1", nx=True, ex=max(1, int(seconds)))))
+        taken = await self._call(self._redis.set(key, token, nx=True, px=int(seconds * 1000)))
+        return token if taken else None
 
-    async def release(self, kind: str, center: str) -> None:
-        await self._call(self._redis.delete(self._key(kind, center, "lock")))
+    async def extend(self, kind: str, center: str, token: str, seconds: float) -> bool:
+        key = self._key(kind, center, "lock")
+        done = await self._call(self._redis.eval(_EXTEND, 1, key, token, int(seconds * 1000)))
+        return bool(done)
+
+    async def release(self, kind: str, center: str, token: str) -> None:
+        await self._call(self._redis.eval(_RELEASE, 1, self._key(kind, center, "lock"), token))
 
     async def demand(self, kind: str, center: str) -> int:
         key = self._key(kind, center, "demand", str(int(time.time() // 3600)))

@@ -179,7 +179,7 @@ class ZenotiClient:
         call = _Call(f"center_{kind}", f"{kind} of center {center!r} (page {page})", path, params)
         body = await self._fetch(call)
         items = _wrapped(body, wrapper, call, self._say)
-        rows = {str(item["id"]).lower(): item for item in items
+        rows = {str(item["id"]).lower(): _kept(item, _SNAPSHOT_FIELDS[kind]) for item in items
                 if isinstance(item, dict) and item.get("id")}
         paging = body.get("page_info") or body.get("page_Info")
         total = paging.get("total") if isinstance(paging, dict) else None
@@ -364,6 +364,28 @@ class ZenotiClient:
 
 
 ItemT = TypeVar("ItemT")
+# What a snapshot keeps of each row: what the handlers read, nothing else (a guest row of
+# Zenoti's carries far more personal data, and a center's rows are kept a day in Redis).
+_Fields = dict[str, "_Fields | None"]
+_SNAPSHOT_FIELDS: dict[str, _Fields] = {
+    "members": {"id": None, "status": None, "guest": {"id": None, "code": None, "name": None},
+                "membership": {"id": None, "code": None, "name": None, "type": None}},
+    "guests": {"id": None, "code": None, "center_id": None, "center_name": None,
+               "personal_info": {"first_name": None, "last_name": None, "email": None,
+                                 "mobile_phone": None}},
+}
+
+
+def _kept(item: dict[str, Any], fields: _Fields) -> dict[str, Any]:
+    """``item`` with only ``fields`` (nested where a field maps to its own fields)."""
+    kept: dict[str, Any] = {}
+    for name, inner in fields.items():
+        value = item.get(name)
+        if value is None:
+            continue
+        kept[name] = _kept(value, inner) if inner is not None and isinstance(value, dict) \
+            else value
+    return kept
 
 
 def _wrapped(body: dict[str, Any], key: str, call: _Call, say: Any) -> list[Any]:

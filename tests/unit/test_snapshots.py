@@ -3,6 +3,7 @@ look-ups; on the in-process store and on the real Redis alike."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -10,11 +11,17 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from processor.errors import BudgetExhausted
+from processor.errors import BudgetExhausted, ZenotiUnavailable
 from processor.logs import get_logger
 from processor.metrics import Metrics
-from processor.snapshot_store import MemorySnapshotStore, RedisSnapshotStore
-from processor.snapshots import Meta, Page, Snapshots, SnapshotStore
+from processor.snapshot_store import (
+    MemorySnapshotStore,
+    Meta,
+    Page,
+    RedisSnapshotStore,
+    SnapshotStore,
+)
+from processor.snapshots import Snapshots
 
 PAGE = 100
 
@@ -56,7 +63,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[SnapshotStore]:
     client = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
     prefix = f"test-snap-{uuid.uuid4().hex[:8]}"
     yield RedisSnapshotStore(client, prefix, "acme", get_logger())
-    keys = [key async for key in client.scan_iter(f"{prefix}:*")]
+    keys = [key async for key in client.scan_iter(f"{prefix}:*", count=10_000)]
     if keys:
         await client.delete(*keys)
     await client.aclose()
@@ -177,3 +184,62 @@ async def test_events_naming_no_center_load_every_center_in_turn_once_frequent(
     again = await snap.find("members", "m00003", None)
     assert again is not None and again.center == "c1"
     assert len(centers["c1"].asked) == 2  # already loaded: no call
+
+
+async def test_only_the_holder_of_a_load_lock_can_extend_or_release_it(
+    store: SnapshotStore,
+) -> None:
+    token = await store.claim("members", "c1", 30)
+    assert token is not None
+    assert await store.claim("members", "c1", 30) is None
+    assert not await store.extend("members", "c1", "not-the-token", 30)
+    await store.release("members", "c1", "not-the-token")
+    assert await store.claim("members", "c1", 30) is None  # still held
+    assert await store.extend("members", "c1", token, 30)
+    await store.release("members", "c1", token)
+    assert await store.claim("members", "c1", 30) is not None
+
+
+async def test_a_snapshot_whose_rows_are_gone_is_no_snapshot(store: SnapshotStore) -> None:
+    await store.add("members", "c1", {"m1": {"id": "m1"}})
+    await store.set_meta("members", "c1", Meta(0, 1.0, 1.0))
+    assert await store.meta("members", "c1") is not None
+    if isinstance(store, RedisSnapshotStore):  # evicted by Redis under memory pressure
+        await store._redis.delete(store._key("members", "c1"))
+        assert await store.meta("members", "c1") is None
+
+
+async def test_a_failing_list_sets_the_center_aside_and_the_event_uses_point_look_ups(
+    store: SnapshotStore,
+) -> None:
+    calls = 0
+
+    async def failing(kind: str, center: str, page: int, since: float | None) -> Page:
+        nonlocal calls
+        calls += 1
+        raise ZenotiUnavailable("Zenoti answered 503")
+
+    snap = Snapshots(store, failing, tenant="acme", kinds=frozenset({"members"}),
+                     metrics=Metrics(), log=get_logger(), min_demand=1)
+    assert await snap.find("members", "m1", "c1") is None
+    assert await snap.find("members", "m2", "c1") is None
+    assert calls == 1  # set aside: not asked again at once
+
+
+async def test_an_event_waits_for_a_running_load_a_bounded_time_then_in_the_broker(
+    store: SnapshotStore,
+) -> None:
+    gate = asyncio.Event()
+
+    async def slow(kind: str, center: str, page: int, since: float | None) -> Page:
+        await gate.wait()
+        return Page({"m1": {"id": "m1"}}, more=False)
+
+    snap = Snapshots(store, slow, tenant="acme", kinds=frozenset({"members"}),
+                     metrics=Metrics(), log=get_logger(), min_demand=1, load_wait=0.2)
+    with pytest.raises(BudgetExhausted, match="being loaded"):
+        await snap.find("members", "m1", "c1")
+    gate.set()
+    await asyncio.sleep(0.1)  # the load went on without the event that started it
+    found = await snap.find("members", "m1", "c1")
+    assert found is not None and found.center == "c1"
