@@ -107,11 +107,12 @@ def shared_broker_untouched() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def private_node(shared_broker_untouched: None) -> Iterator[PrivateNode]:
+def private_node(request: pytest.FixtureRequest) -> Iterator[PrivateNode]:
     """A RabbitMQ node of this session alone (started at first use, a few seconds), for the
     tests that stop, restart or alarm a broker; stopped and removed at the end."""
     if find_scripts() is None:
         _missing("no rabbitmq-server here: the tests that break a broker start their own node")
+    request.getfixturevalue("shared_broker_untouched")  # watched while a node may be broken
     try:
         node = PrivateNode().start()
     except NodeError as exc:
