@@ -33,7 +33,7 @@ from aiohttp import web
 from prometheus_client import Counter
 from structlog.typing import FilteringBoundLogger
 
-from processor import probes, signature
+from processor import logs, probes, signature
 from processor.codec import event_key, parse_envelope, scoped_key
 from processor.dedupe import Deduplicator, MemoryDeduplicator
 from processor.errors import (
@@ -42,6 +42,7 @@ from processor.errors import (
     DeliveryRejected,
     InvalidEnvelope,
     PayloadTooLarge,
+    PublishRefused,
     UnknownTenant,
 )
 from processor.metrics import Metrics
@@ -52,6 +53,7 @@ from schemas.envelope import routing_key
 
 WEBHOOK_PATH = "/webhooks/zenoti"
 _SHOWN = 64  # characters of a caller-chosen name (tenant path) that logs and errors show
+_HEADER_CHARS = 1024
 
 
 class Ingress:
@@ -77,8 +79,10 @@ class Ingress:
         # The body cap is enforced by our own read; aiohttp's own limit is set just above it.
         app = web.Application(client_max_size=self._settings.max_body_bytes + 1)
         for method in ("POST", "PUT", "PATCH"):
-            app.router.add_route(method, WEBHOOK_PATH, self.deliver)
-            app.router.add_route(method, WEBHOOK_PATH + "/{tenant}", self.deliver)
+            # A URL pasted into Zenoti with a trailing slash must not fail every delivery.
+            for path in (WEBHOOK_PATH, WEBHOOK_PATH + "/{tenant}"):
+                app.router.add_route(method, path, self.deliver)
+                app.router.add_route(method, path + "/", self.deliver)
         probes.add_routes(app, self._metrics, lambda: self._publisher.ready and not self.draining)
         return app
 
@@ -91,6 +95,8 @@ class Ingress:
             response = self._reject(exc, tenant)
         except BrokerUnavailable as exc:
             response = self._unavailable(exc, tenant)
+        except PublishRefused as exc:  # the body was read and checked: keep it all the same
+            response = await self._refused(request, tenant, exc)
         return response
 
     async def _accept(self, request: web.Request, tenant: str) -> web.Response:
@@ -150,9 +156,9 @@ class Ingress:
         await self._publisher.publish(
             exchange, key_for_routing, body, message_id=message_id,
             headers=headers_of({
-                "tenant": tenant, "event_type": event_type, "event_id": key,
-                "received_at": datetime.now(UTC).isoformat(), "delivery_id": delivery_id,
-                **(extra or {}),
+                "tenant": tenant, "event_type": _header(event_type), "event_id": _header(key),
+                "received_at": datetime.now(UTC).isoformat(),
+                "delivery_id": _header(delivery_id), **(extra or {}),
             }),
             confirm_timeout=self._settings.confirm_timeout,
             # Answered 503, but queued after all (a confirm late in a broker alarm): Zenoti's
@@ -163,10 +169,29 @@ class Ingress:
         await self._accepted.remember(message_id)
         self._count(tenant, outcome, 202)
         if problem:  # parked: say why, as a 4xx would have
-            return web.json_response({"status": outcome, "event_id": key,
-                                      "reason": "invalid_envelope", "message": problem},
-                                     status=202)
+            reason = (extra or {}).get("x-zenoti-reason", "")
+            return web.json_response({"status": outcome, "event_id": key, "reason": reason,
+                                      "message": problem}, status=202)
         return _answer(outcome, key, 202)
+
+    async def _refused(self, request: web.Request, tenant: str,
+                       exc: PublishRefused) -> web.Response:
+        """A message the broker would refuse for its properties (an id or type it cannot
+        encode, say): park the bare body under its hash, with the reason, in
+        ``zenoti.unrouted``. Refused even so, it is a 500 naming the problem."""
+        body = await request.read()  # already read: aiohttp hands the same bytes back
+        key = event_key(None, body)
+        try:
+            return await self._publish(
+                tenant, key, body, "invalid", exchange=UNROUTED, outcome="parked",
+                problem=str(exc)[:300],
+                extra={"x-zenoti-reason": "publish_refused", "x-zenoti-error": str(exc)[:1000]},
+            )
+        except (PublishRefused, BrokerUnavailable) as again:
+            self._count(tenant, "publish_refused", 500)
+            self._log.error("delivery.refused", tenant=tenant, error=str(again)[:300])
+            return web.json_response({"error": "publish_refused", "message": str(again)[:300]},
+                                     status=500)
 
     async def _read(self, request: web.Request) -> bytes:
         limit = self._settings.max_body_bytes
@@ -188,8 +213,10 @@ class Ingress:
     def _reject(self, exc: DeliveryRejected, tenant: str) -> web.Response:
         known = exc.status != 404
         self._count(tenant if known else "unknown", exc.code, exc.status)
-        self._log.info("delivery.rejected", tenant=tenant if known else _shown(tenant),
-                       status=exc.status, error=exc.code, detail=exc.message)
+        # Anyone can send these: one line per tenant and cause a minute, not one per request.
+        logs.THROTTLE.warning(self._log, f"delivery.rejected.{exc.code}",
+                              tenant=tenant if known else _shown(tenant), status=exc.status,
+                              detail=exc.message)
         return web.json_response({"error": exc.code, "message": exc.message}, status=exc.status)
 
     def _unavailable(self, exc: BrokerUnavailable, tenant: str) -> web.Response:
@@ -209,6 +236,16 @@ class Ingress:
                                                     status=str(status))
             self._counters[(tenant, outcome, status)] = child
         child.inc()
+
+
+def _header(value: str | None) -> str | None:
+    """A caller-chosen text as a header value: at most 1,024 characters (the whole is in the
+    body; a header past the broker's frame size would cost every tenant the connection), and
+    encodable (a lone UTF-16 surrogate is escaped)."""
+    if value is None:
+        return None
+    text = value if len(value) <= _HEADER_CHARS else value[:_HEADER_CHARS] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _shown(name: str) -> str:

@@ -282,3 +282,37 @@ async def test_without_a_broker_deliveries_get_503_with_retry_after() -> None:
         assert (await response.json())["error"] == "broker_unavailable"
         assert (await client.get("/readyz")).status == 503
         assert (await client.get("/healthz")).status == 200
+
+
+async def test_an_id_far_past_any_header_limit_costs_no_other_delivery_its_connection(
+    broker: Broker,
+) -> None:
+    await reset(broker.url, TEST_BINDINGS)
+    huge = json.dumps({**FREEZE, "event_id": "E" * 300_000}).encode()
+    body = json.dumps({**FREEZE, "event_id": "after-the-huge-one"}).encode()
+    async for roomy in client_for(settings_for(broker.url, max_body_bytes=1_000_000)):
+        sent = await roomy.post("/webhooks/zenoti", data=huge, headers=signed(huge))
+        assert sent.status == 202
+        after = await roomy.post("/webhooks/zenoti", data=body, headers=signed(body))
+        assert after.status == 202
+    messages = await drain(broker.url, QUEUE, 2)
+    assert all(len(str(m.headers["event_id"])) <= 1030 for m in messages)
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"event_id": "\\ud800x", "event_type": "Guest.Membership.Freeze", "data": {}}',
+    b'{"id": "\\ud800", "event_type": 5, "data": {}}',
+    b'{"event_id": "s-1", "event_type": "Guest.Membership.Freeze\\udfff", "data": {}}',
+])
+async def test_a_signed_body_with_lone_surrogates_is_kept_never_a_5xx(
+    client: TestClient, broker: Broker, raw: bytes
+) -> None:
+    response = await client.post("/webhooks/zenoti", data=raw, headers=signed(raw))
+    assert response.status == 202, await response.text()
+
+
+async def test_a_trailing_slash_reaches_the_tenant(client: TestClient, broker: Broker) -> None:
+    body = json.dumps(FREEZE).encode()
+    response = await client.post("/webhooks/zenoti/acme/", data=body,
+                                 headers=signed(body, "acme-secret"))
+    assert response.status == 202
