@@ -8,21 +8,36 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_TENANT = "default"
 # Room left under the broker's max_message_size for a message's properties and headers (a
 # dead letter carries its whole retry history): a body may use the rest.
 BROKER_HEADER_ALLOWANCE = 64 * 1024
-_TENANT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_TENANT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_MIN_SECRET = 8
+
+
+def _real_secrets(value: list[SecretStr]) -> list[SecretStr]:
+    """Secrets stripped of the whitespace a mounted file adds; an empty one (a template
+    whose variable was unset) would let anyone sign, so it is refused."""
+    stripped = [SecretStr(s.get_secret_value().strip()) for s in value]
+    if any(len(s.get_secret_value()) < _MIN_SECRET for s in stripped):
+        raise ValueError(f"a webhook secret is empty or shorter than {_MIN_SECRET} characters")
+    return stripped
 
 
 class TenantSettings(BaseModel):
     """One Zenoti organisation: its webhook secrets (several during a rotation) and API key."""
 
+    # Never echo what was given in a validation error: it may be a secret.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     webhook_secrets: list[SecretStr] = Field(default_factory=list)
     api_key: SecretStr = SecretStr("")
+
+    _secrets = field_validator("webhook_secrets")(_real_secrets)
 
 
 class RetryLimits(BaseModel):
@@ -36,7 +51,8 @@ class RetryLimits(BaseModel):
 class Settings(BaseSettings):
     """Everything a process of zenoti-events can be told."""
 
-    model_config = SettingsConfigDict(env_prefix="ZENOTI_EVENTS_", env_nested_delimiter="__")
+    model_config = SettingsConfigDict(env_prefix="ZENOTI_EVENTS_", env_nested_delimiter="__",
+                                      hide_input_in_errors=True)
 
     amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
     zenoti_api_url: str = "https://api.zenoti.com"
@@ -56,6 +72,13 @@ class Settings(BaseSettings):
     ingress_port: int = 8080
     max_body_bytes: int = 1024 * 1024
     confirm_timeout: float = 5.0
+    # A confirm that comes after confirm_timeout (a broker alarm) is still awaited this long,
+    # so that Zenoti's resend of a message queued after all is a duplicate; at most this many
+    # publishes, holding at most these bytes (each body plus 8 KiB), are awaited at once, and
+    # past either cap such a resend is published again.
+    late_confirm_wait: float = Field(default=600.0, ge=0)
+    late_confirm_max_watchers: int = Field(default=10_000, ge=0)
+    late_confirm_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
     retry_after_seconds: int = 30
     ingress_drain_seconds: float = 2.0  # unready before closing, so balancers stop sending
     # Slow clients: a request's headers, then its body, must arrive within these (Zenoti itself
@@ -63,6 +86,9 @@ class Settings(BaseSettings):
     ingress_header_timeout: float = Field(default=5.0, gt=0)
     ingress_body_timeout: float = Field(default=5.0, gt=0)
     ingress_max_connections: int = Field(default=1000, ge=1)
+    # Over that cap, this many more connections are kept for /healthz, /readyz and /metrics
+    # alone, so that the kubelet does not restart a pod for being busy.
+    ingress_probe_connections: int = Field(default=16, ge=0)
     ingress_shutdown_grace: float = Field(default=10.0, ge=0)
     # The broker's max_message_size (RabbitMQ 4 defaults to 16 MiB, 3.x to 128 MiB): the body
     # cap plus headers must fit under it, checked at start-up.
@@ -128,6 +154,8 @@ class Settings(BaseSettings):
             raise ValueError("retry_tiers must be distinct positive seconds in ascending order")
         return value
 
+    _secrets = field_validator("webhook_secrets")(_real_secrets)
+
     @field_validator("snapshot_kinds")
     @classmethod
     def _known_snapshot_kinds(cls, value: list[str]) -> list[str]:
@@ -141,7 +169,7 @@ class Settings(BaseSettings):
     def _tenant_names_are_path_safe(
         cls, value: dict[str, TenantSettings]
     ) -> dict[str, TenantSettings]:
-        bad = [name for name in value if not _TENANT_NAME.match(name)]
+        bad = [name for name in value if not _TENANT_NAME.fullmatch(name)]
         if bad:
             raise ValueError(f"tenant names must be letters, digits, '-' or '_': {bad}")
         return value

@@ -49,7 +49,7 @@ def test_a_tenant_name_that_cannot_be_a_path_segment_is_refused(
 
 
 def test_named_tenants_alone_leave_no_default_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ZENOTI_EVENTS_TENANTS", '{"acme": {"webhook_secrets": ["s"]}}')
+    monkeypatch.setenv("ZENOTI_EVENTS_TENANTS", '{"acme": {"webhook_secrets": ["secret-1"]}}')
     assert set(Settings().all_tenants()) == {"acme"}
 
 
@@ -57,7 +57,7 @@ def test_an_api_key_at_the_top_level_makes_a_default_tenant_that_must_be_signed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("ZENOTI_EVENTS_API_KEY", "real-key")
-    monkeypatch.setenv("ZENOTI_EVENTS_TENANTS", '{"acme": {"webhook_secrets": ["s"]}}')
+    monkeypatch.setenv("ZENOTI_EVENTS_TENANTS", '{"acme": {"webhook_secrets": ["secret-1"]}}')
     settings = Settings()
     assert settings.unsigned_tenants() == [DEFAULT_TENANT]
     with pytest.raises(ConfigError, match=r"default.*ALLOW_UNSIGNED"):
@@ -68,7 +68,7 @@ def test_every_unsigned_tenant_is_named_at_once_and_allowed_only_explicitly(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("ZENOTI_EVENTS_TENANTS",
-                       '{"a": {}, "b": {}, "c": {"webhook_secrets": ["s"]}}')
+                       '{"a": {}, "b": {}, "c": {"webhook_secrets": ["secret-1"]}}')
     with pytest.raises(ConfigError, match="a, b have no webhook secret"):
         check_signing(Settings(), get_logger())
     monkeypatch.setenv("ZENOTI_EVENTS_ALLOW_UNSIGNED", "true")
@@ -76,4 +76,32 @@ def test_every_unsigned_tenant_is_named_at_once_and_allowed_only_explicitly(
 
 
 def test_a_signed_single_tenant_deployment_starts() -> None:
-    check_signing(Settings(webhook_secrets=[SecretStr("s")]), get_logger())
+    check_signing(Settings(webhook_secrets=[SecretStr("secret-1")]), get_logger())
+
+
+@pytest.mark.parametrize("secrets", ['[""]', '["   "]', '["short"]'])
+def test_an_empty_or_short_webhook_secret_is_refused(
+    monkeypatch: pytest.MonkeyPatch, secrets: str
+) -> None:
+    # An unset template variable must not become a secret anyone can sign with.
+    monkeypatch.setenv("ZENOTI_EVENTS_TENANTS", f'{{"acme": {{"webhook_secrets": {secrets}}}}}')
+    with pytest.raises(ValueError, match="empty or shorter"):
+        Settings()
+
+
+def test_a_secret_keeps_no_whitespace_from_a_mounted_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZENOTI_EVENTS_WEBHOOK_SECRETS", '["  mounted-secret\\n"]')
+    assert Settings().webhook_secrets[0].get_secret_value() == "mounted-secret"
+
+
+def test_a_settings_error_never_echoes_what_was_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZENOTI_EVENTS_TENANTS", '{"acme": {"webhook_secrets": "whsec-LIVE-1"}}')
+    with pytest.raises(ValueError) as raised:
+        Settings()
+    assert "whsec-LIVE-1" not in str(raised.value)
+
+
+def test_a_tenant_name_with_a_trailing_newline_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZENOTI_EVENTS_TENANTS", '{"acme\\n": {}}')
+    with pytest.raises(ValueError, match="tenant names"):
+        Settings()
