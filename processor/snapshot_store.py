@@ -3,12 +3,13 @@
 Redis keys, all under ``<prefix>:snap:<tenant>:<kind>`` and kept ``ttl`` seconds (a day;
 every write renews the rows, the index and the meta together, so none outlives the others)::
 
-    :<center>           hash  row id -> row JSON (only the fields the handlers read)
+    :c.<center>         hash  row id -> row JSON (only the fields the handlers read); the
+                        center id lower-cased and quoted, so it cannot name another key
     :index              hash  row id -> center (a guest pass names no center)
-    :<center>:meta      hash  next_page, as_of, refreshed_at
-    :<center>:lock      string, SET NX PX: a random token of the pod loading this snapshot,
+    :c.<center>:meta    hash  next_page, as_of, refreshed_at
+    :c.<center>:lock    string, SET NX PX: a random token of the pod loading this snapshot,
                         extended after each page and deleted only by its holder
-    :<center>:demand:<hour>  counter of events that wanted it this hour
+    :c.<center>:demand:<hour>  counter of events that wanted it this hour
 
 A meta whose rows hash is gone (evicted) reads as no snapshot, so it is loaded again rather
 than answering "missing" for every row.
@@ -25,6 +26,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -167,7 +169,7 @@ class RedisSnapshotStore:
         return ":".join((self._base, kind, *parts))
 
     async def row(self, kind: str, center: str, key: str) -> Row | None:
-        raw = await self._call(self._redis.hget(self._key(kind, center), key))
+        raw = await self._call(self._redis.hget(self._key(kind, _segment(center)), key))
         return _decoded(raw)
 
     async def locate(self, kind: str, key: str) -> str | None:
@@ -178,20 +180,21 @@ class RedisSnapshotStore:
         if not rows:
             return
         pipe = self._redis.pipeline(transaction=False)
-        pipe.hset(self._key(kind, center), mapping={k: json.dumps(v) for k, v in rows.items()})
+        values = {k: json.dumps(v) for k, v in rows.items()}
+        pipe.hset(self._key(kind, _segment(center)), mapping=values)
         pipe.hset(self._key(kind, "index"), mapping=dict.fromkeys(rows, center))
         self._renew(pipe, kind, center)
         await self._call(pipe.execute())
 
     def _renew(self, pipe: Any, kind: str, center: str) -> None:
-        for key in (self._key(kind, center), self._key(kind, "index"),
-                    self._key(kind, center, "meta")):
+        for key in (self._key(kind, _segment(center)), self._key(kind, "index"),
+                    self._key(kind, _segment(center), "meta")):
             pipe.expire(key, self._ttl)
 
     async def meta(self, kind: str, center: str) -> Meta | None:
         pipe = self._redis.pipeline(transaction=False)
-        pipe.hgetall(self._key(kind, center, "meta"))
-        pipe.exists(self._key(kind, center))
+        pipe.hgetall(self._key(kind, _segment(center), "meta"))
+        pipe.exists(self._key(kind, _segment(center)))
         answer = await self._call(pipe.execute())
         raw = answer[0] if isinstance(answer, list) and answer[1] else None
         if not raw:
@@ -203,7 +206,7 @@ class RedisSnapshotStore:
             return None  # written by something else: as if there were none
 
     async def set_meta(self, kind: str, center: str, meta: Meta) -> None:
-        key = self._key(kind, center, "meta")
+        key = self._key(kind, _segment(center), "meta")
         pipe = self._redis.pipeline(transaction=False)
         pipe.hset(key, mapping={"next_page": meta.next_page, "as_of": meta.as_of,
                                 "refreshed_at": meta.refreshed_at})
@@ -212,20 +215,20 @@ class RedisSnapshotStore:
 
     async def claim(self, kind: str, center: str, seconds: float) -> str | None:
         token = secrets.token_hex(8)
-        key = self._key(kind, center, "lock")
+        key = self._key(kind, _segment(center), "lock")
         taken = await self._call(self._redis.set(key, token, nx=True, px=int(seconds * 1000)))
         return token if taken else None
 
     async def extend(self, kind: str, center: str, token: str, seconds: float) -> bool:
-        key = self._key(kind, center, "lock")
+        key = self._key(kind, _segment(center), "lock")
         done = await self._call(self._redis.eval(_EXTEND, 1, key, token, int(seconds * 1000)))
         return bool(done)
 
     async def release(self, kind: str, center: str, token: str) -> None:
-        await self._call(self._redis.eval(_RELEASE, 1, self._key(kind, center, "lock"), token))
+        await self._call(self._redis.eval(_RELEASE, 1, self._key(kind, _segment(center), "lock"), token))
 
     async def demand(self, kind: str, center: str) -> int:
-        key = self._key(kind, center, "demand", str(int(time.time() // 3600)))
+        key = self._key(kind, _segment(center), "demand", str(int(time.time() // 3600)))
         pipe = self._redis.pipeline(transaction=False)
         pipe.incr(key)
         pipe.expire(key, 3600)
@@ -240,6 +243,12 @@ class RedisSnapshotStore:
             return None
         self._throttle.recovered(self._log, _DOWN, "snapshot.recovered")
         return result
+
+
+def _segment(center: str) -> str:
+    """A center id as one key segment: ``c.`` + lower case, URL-quoted, so no id (``index``,
+    ``c1:meta``, an upper-case GUID) can reach another key."""
+    return "c." + quote(center.strip().lower(), safe="")
 
 
 def _decoded(raw: object) -> Row | None:
