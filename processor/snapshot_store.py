@@ -180,8 +180,8 @@ class RedisSnapshotStore:
         if not rows:
             return
         pipe = self._redis.pipeline(transaction=False)
-        values = {k: json.dumps(v) for k, v in rows.items()}
-        pipe.hset(self._key(kind, _segment(center)), mapping=values)
+        pipe.hset(self._key(kind, _segment(center)),
+                  mapping={k: json.dumps(v) for k, v in rows.items()})
         pipe.hset(self._key(kind, "index"), mapping=dict.fromkeys(rows, center))
         self._renew(pipe, kind, center)
         await self._call(pipe.execute())
@@ -225,7 +225,8 @@ class RedisSnapshotStore:
         return bool(done)
 
     async def release(self, kind: str, center: str, token: str) -> None:
-        await self._call(self._redis.eval(_RELEASE, 1, self._key(kind, _segment(center), "lock"), token))
+        key = self._key(kind, _segment(center), "lock")
+        await self._call(self._redis.eval(_RELEASE, 1, key, token))
 
     async def demand(self, kind: str, center: str) -> int:
         key = self._key(kind, _segment(center), "demand", str(int(time.time() // 3600)))

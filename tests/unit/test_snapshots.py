@@ -205,7 +205,7 @@ async def test_a_snapshot_whose_rows_are_gone_is_no_snapshot(store: SnapshotStor
     await store.set_meta("members", "c1", Meta(0, 1.0, 1.0))
     assert await store.meta("members", "c1") is not None
     if isinstance(store, RedisSnapshotStore):  # evicted by Redis under memory pressure
-        await store._redis.delete(store._key("members", "c1"))
+        await store._redis.delete(store._key("members", "c.c1"))
         assert await store.meta("members", "c1") is None
 
 
