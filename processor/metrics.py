@@ -40,9 +40,37 @@ class Metrics:
             "Connections answered 503 and closed at once: INGRESS_MAX_CONNECTIONS were open.",
             registry=r,
         )
+        self.ingress_probe_connections_open = Gauge(
+            "zenoti_events_ingress_probe_connections_open",
+            "Connections open on the ingress over INGRESS_MAX_CONNECTIONS, in the reserve that "
+            "serves /healthz, /readyz and /metrics alone (at most INGRESS_PROBE_CONNECTIONS).",
+            registry=r,
+        )
+        self.ingress_header_timeouts = Counter(
+            "zenoti_events_ingress_header_timeouts",
+            "Connections answered 408 and closed: a request's line and headers were not in "
+            "within INGRESS_HEADER_TIMEOUT.", registry=r,
+        )
         self.confirm_seconds = Histogram(
             "zenoti_events_confirm_seconds", "Publish-to-broker-confirm latency at the ingress.",
             buckets=_FAST, registry=r,
+        )
+        self.late_confirm_watchers = Gauge(
+            "zenoti_events_late_confirm_watchers",
+            "Publishes answered as unconfirmed whose confirm is still awaited in the background "
+            "(at most LATE_CONFIRM_MAX_WATCHERS).", registry=r,
+        )
+        self.late_confirm_watched_bytes = Gauge(
+            "zenoti_events_late_confirm_watched_bytes",
+            "Memory those publishes hold, counted as each body plus 8 KiB (at most "
+            "LATE_CONFIRM_MAX_BYTES).",
+            registry=r,
+        )
+        self.late_confirm_unwatched = Counter(
+            "zenoti_events_late_confirm_unwatched",
+            "Publishes answered as unconfirmed whose confirm was not awaited: the watchers were "
+            "at their cap, so a resend of one the broker did queue is published again.",
+            registry=r,
         )
         self.broker_connected = Gauge(
             "zenoti_events_broker_connected", "1 while the process holds an open broker channel.",

@@ -14,7 +14,10 @@ from aiohttp import web
 from processor.httpserver import Limits, Server, start
 from processor.metrics import CONTENT_TYPE_LATEST, Metrics
 
-__all__ = ["Limits", "Server", "add_routes", "serve"]
+__all__ = ["PATHS", "Limits", "Server", "add_routes", "serve"]
+
+# The routes ``add_routes`` adds: the ones still served over the connection cap (``serve``).
+PATHS = ("/healthz", "/readyz", "/metrics")
 
 
 def add_routes(app: web.Application, metrics: Metrics, ready: Callable[[], bool]) -> None:
@@ -33,14 +36,15 @@ def add_routes(app: web.Application, metrics: Metrics, ready: Callable[[], bool]
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_route)
+    for path, route in zip(PATHS, (healthz, readyz, metrics_route), strict=True):
+        app.router.add_get(path, route)
 
 
 async def serve(app: web.Application, host: str, port: int, limits: Limits | None = None,
                 metrics: Metrics | None = None) -> Server:
     """Start ``app`` on ``host:port`` within ``limits`` (the defaults when none: see
     ``httpserver``); the caller cleans the returned server up, which takes at most the
-    limits' shutdown grace. With ``metrics``, open and refused connections are counted."""
-    return await start(app, host, port, limits or Limits(), metrics)
+    limits' shutdown grace. Requests for ``PATHS`` are still served when ``max_connections``
+    are open, on up to ``probe_connections`` more. With ``metrics``, open and refused
+    connections and header timeouts are counted."""
+    return await start(app, host, port, limits or Limits(), metrics, probe_paths=PATHS)

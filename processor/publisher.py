@@ -22,6 +22,15 @@ Late confirms: a confirm can arrive after its timeout (during a broker alarm, sa
 seconds and, if the broker acks the message, ``on_late_confirm()`` is awaited (a nack, a return,
 a lost connection or the bound ending mean no call). aiormq's own ``timeout=`` cancels the
 confirmation, so that path waits with its own timer instead.
+
+Each such wait holds its message's body and about 7 KiB more (a task, aiormq's frames), so at
+most ``late_confirm_max_watchers`` of them, holding ``late_confirm_max_bytes`` in all (each
+counted as its body plus ``_WATCH_OVERHEAD``), are awaited at once; the gauges
+``late_confirm_watchers`` and ``late_confirm_watched_bytes`` show them. Past either cap a late
+publish is not watched: the caller gets ``BrokerUnavailable`` as before, the confirm is dropped
+and ``on_late_confirm`` never called, even if the broker did queue the message, so a resend of
+it is published again: a second copy, left to consumers' de-duplication on ``message_id``.
+Such publishes are counted in ``late_confirm_unwatched``.
 """
 
 from __future__ import annotations
@@ -49,6 +58,9 @@ _PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 _SHORT_STRING = 255  # bytes of an AMQP shortstr: names, message_id, content_type
 _HEADER_NAME = 128  # bytes of a field-table key; pamqp silently truncates longer ones
 _CHANNEL_REOPEN_WAIT = 1.0
+# Memory a late-confirm watcher holds besides its body (measured: about 7 KiB with the
+# ingress's headers), counted against late_confirm_max_bytes.
+_WATCH_OVERHEAD = 8 * 1024
 # RabbitMQ's reply when a body is over max_message_size (it counts the body only).
 _TOO_LARGE = re.compile(r"message size (\d+) is larger than (?:configured )?max size (\d+)")
 
@@ -60,6 +72,7 @@ class ConfirmedPublisher:
         self, url: str, *, log: FilteringBoundLogger, metrics: Metrics,
         on_connect: OnConnect | None = None, max_delay: float = 10.0, name: str = "publisher",
         max_message_size: int = 16 * 1024 * 1024, late_confirm_wait: float = 600.0,
+        late_confirm_max_watchers: int = 10_000, late_confirm_max_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self._url = url
         self._log = log
@@ -69,6 +82,9 @@ class ConfirmedPublisher:
         self._name = name
         self._max_body = max_message_size - BROKER_HEADER_ALLOWANCE
         self._late_confirm_wait = late_confirm_wait
+        self._max_watchers = late_confirm_max_watchers
+        self._max_watched_bytes = late_confirm_max_bytes
+        self._watched_bytes = 0
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._open = asyncio.Event()  # set while self._channel is usable
@@ -144,7 +160,8 @@ class ConfirmedPublisher:
             if on_late_confirm is None:
                 await publishing
             else:
-                await self._confirmed_or_watched(publishing, budget, on_late_confirm, message_id)
+                await self._confirmed_or_watched(publishing, budget, on_late_confirm, message_id,
+                                                 len(body) + _WATCH_OVERHEAD)
         except (BrokerUnavailable, PublishRefused):
             raise
         except TimeoutError as exc:
@@ -179,27 +196,46 @@ class ConfirmedPublisher:
 
     async def _confirmed_or_watched(
         self, publishing: Awaitable[Any], budget: float, on_late_confirm: OnLateConfirm,
-        message_id: str,
+        message_id: str, size: int,
     ) -> None:
         """Await the confirm for ``budget`` s; past it (or if the caller is cancelled), keep
-        awaiting it in the background and raise ``BrokerUnavailable`` now."""
+        awaiting it in the background when under the caps, and raise ``BrokerUnavailable`` now."""
         sending = asyncio.ensure_future(publishing)
         try:
             done, _ = await asyncio.wait({sending}, timeout=budget)
         except asyncio.CancelledError:
-            self._watch(sending, on_late_confirm, message_id)
+            self._watch(sending, on_late_confirm, message_id, size)
             raise
         if not done:
-            self._watch(sending, on_late_confirm, message_id)
+            self._watch(sending, on_late_confirm, message_id, size)
             raise BrokerUnavailable(f"no confirm within {budget:g} s")
         sending.result()
 
     def _watch(
-        self, sending: asyncio.Future[Any], on_late_confirm: OnLateConfirm, message_id: str
+        self, sending: asyncio.Future[Any], on_late_confirm: OnLateConfirm, message_id: str,
+        size: int,
     ) -> None:
+        if (len(self._late) >= self._max_watchers
+                or self._watched_bytes + size > self._max_watched_bytes):
+            sending.cancel()  # drops the confirm, and with it the body
+            self._metrics.late_confirm_unwatched.inc()
+            self._log.info("publish.late_confirm_unwatched", component=self._name,
+                           message_id=message_id, watchers=len(self._late),
+                           watched_bytes=self._watched_bytes)
+            return
         watch = asyncio.create_task(self._late_confirm(sending, on_late_confirm, message_id))
         self._late.add(watch)
-        watch.add_done_callback(self._late.discard)
+        self._watched_bytes += size
+        self._metrics.late_confirm_watchers.inc()
+        self._metrics.late_confirm_watched_bytes.inc(size)
+
+        def unwatch(_: asyncio.Task[None]) -> None:
+            self._late.discard(watch)
+            self._watched_bytes -= size
+            self._metrics.late_confirm_watchers.dec()
+            self._metrics.late_confirm_watched_bytes.dec(size)
+
+        watch.add_done_callback(unwatch)
 
     async def _late_confirm(
         self, sending: asyncio.Future[Any], on_late_confirm: OnLateConfirm, message_id: str

@@ -119,6 +119,13 @@ async def deliver(port: int) -> tuple[int, float]:
         return response.status, time.monotonic() - started
 
 
+async def page(port: int, path: str) -> str:
+    """GET ``path``, which must answer 200; its text."""
+    async with session() as http, http.get(f"http://127.0.0.1:{port}{path}") as response:
+        assert response.status == 200, path
+        return await response.text()
+
+
 @contextlib.asynccontextmanager
 async def ingress(broker: Broker, **extra: object) -> AsyncIterator[int]:
     """``run_ingress`` in this event loop, ready; yields its port and stops it after."""
@@ -148,9 +155,11 @@ async def test_a_client_slow_with_its_headers_is_answered_408_and_cut_off_in_tim
 ) -> None:
     async with ingress(broker, ingress_header_timeout=0.5) as port:
         cut = await trickle(port, b"", slow_headers(), limit=0.5 + SLACK + 2)
+        metrics = await page(port, "/metrics")
     assert cut.closed is not None and cut.closed <= 0.5 + SLACK, f"held: {cut}"
     # The 408 may be lost to the reset that the client's next byte draws; never another answer.
     assert cut.status in (None, 408), cut
+    assert "zenoti_events_ingress_header_timeouts_total 1.0" in metrics
 
 
 async def test_the_next_request_on_a_kept_alive_connection_has_the_same_header_deadline(
@@ -221,13 +230,38 @@ async def test_connections_over_the_cap_are_refused_at_once_and_a_freed_slot_ser
             await asyncio.sleep(0.2)
             assert (await deliver(port))[0] == 202
             await asyncio.sleep(0.1)  # that delivery's connection is gone
-            async with session() as http, http.get(f"http://127.0.0.1:{port}/metrics") as page:
-                metrics = await page.text()
+            metrics = await page(port, "/metrics")
         finally:
             for _, writer in holders:
                 writer.close()
     assert "zenoti_events_ingress_connections_refused_total 1.0" in metrics
     assert f"zenoti_events_ingress_connections_open {cap}.0" in metrics  # 2 held + this one
+
+
+async def test_probes_and_metrics_are_answered_with_the_cap_reached_and_a_webhook_gets_503(
+    broker: Broker,
+) -> None:
+    cap = 3
+    async with ingress(broker, ingress_max_connections=cap, ingress_header_timeout=30) as port:
+        await asyncio.sleep(0.2)  # the readiness check's connection is gone
+        # Slow clients that have sent nothing yet: the cap is theirs for the next 30 s.
+        holders = [await asyncio.open_connection("127.0.0.1", port) for _ in range(cap)]
+        try:
+            async with session() as http:
+                for path in ("/healthz", "/readyz"):
+                    async with http.get(f"http://127.0.0.1:{port}{path}") as probe:
+                        assert probe.status == 200, path
+            status, took = await deliver(port)
+            metrics = await page(port, "/metrics")
+            for reader, _ in holders:
+                assert not reader.at_eof()
+        finally:
+            for _, writer in holders:
+                writer.close()
+    assert status == 503 and took <= FAST
+    assert "zenoti_events_ingress_connections_refused_total 1.0" in metrics  # the webhook
+    assert f"zenoti_events_ingress_connections_open {cap}.0" in metrics
+    assert "zenoti_events_ingress_probe_connections_open 1.0" in metrics  # this page's
 
 
 @dataclass
