@@ -1,7 +1,7 @@
 """``Guestpass.redeemed`` -> ``guest.guestpass.redeemed``.
 
 The webhook names the guest and the membership whose pass was used (REFERENCE 3.6) but no
-center. The centers' members lists (snapshots, ``processor.snapshots``) say which center sold
+center. The centers' members lists (snapshots, ``processor.zenoti.snapshots``) say which center sold
 that membership and whose it is (the pass's guest may be the owner's guest, not the owner);
 the webhook says the pass's counts. Where no snapshot answers, the membership is looked for
 in the guest's list at their home center, then at the center of the redemption's invoice

@@ -1,7 +1,7 @@
 """``Guest.Membership.Freeze`` -> ``guest.membership.frozen``.
 
 The freeze webhook names the membership and its center but not the guest (REFERENCE 3.1).
-The center's members list (a snapshot, ``processor.snapshots``) says whose membership it is
+The center's members list (a snapshot, ``processor.zenoti.snapshots``) says whose membership it is
 and what it is; the webhook itself says its state (status, freeze, dates), so nothing needs
 asking per event. Where no snapshot answers (a quiet center, a membership it lacks), the
 guest is found through the membership's sale invoice, whose id is

@@ -19,7 +19,6 @@ from aio_pika.abc import AbstractIncomingMessage, HeadersType
 from pydantic import BaseModel
 from structlog.typing import FilteringBoundLogger
 
-from processor.clients import ZenotiClients
 from processor.codec import bounded, decode_event, scoped_key
 from processor.dedupe import Deduplicator
 from processor.errors import BrokerUnavailable, HandlerTimeout, PermanentError, PublishRefused
@@ -30,6 +29,7 @@ from processor.publisher import ConfirmedPublisher, headers_of
 from processor.retry import ATTEMPT, Delay, RetryPolicy
 from processor.settings import DEFAULT_TENANT
 from processor.topology import DEAD, ENRICHED, queue_name
+from processor.zenoti.clients import ZenotiClients
 
 
 class Dispatcher:
@@ -127,7 +127,7 @@ class Dispatcher:
                 confirm_timeout=self._timeout,
             )
 
-        # Lists of memberships and packages must be newer than the event (processor.cache).
+        # Lists of memberships and packages must be newer than the event (processor.zenoti.cache).
         fresh_after = event.received_at.timestamp() if event.received_at else time.time()
         zenoti = self._clients.for_tenant(event.tenant).bound(fresh_after)
         return Context(zenoti=zenoti, log=self._log, publish=publish)

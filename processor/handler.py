@@ -18,7 +18,7 @@ from pydantic import BaseModel
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
-    from processor.zenoti import ZenotiClient
+    from processor.zenoti.client import ZenotiClient
 
 ENTRY_POINT_GROUP = "zenoti_events.handlers"
 

@@ -12,7 +12,7 @@ tier that covers it. Throttling is not a fault of the message, so rate-limited a
 towards the maximum age but not the maximum number of attempts.
 
 A wait for our own API budget (``BudgetExhausted``) is a turn in a queue
-(``processor.shared_budget``), spread over the time the budget needs: it picks one of the two
+(``processor.zenoti.shared_budget``), spread over the time the budget needs: it picks one of the two
 tiers around its ``retry_after`` at random, the nearer more likely, so that the delay is the
 ``retry_after`` on average. Rounding every one up would bring all the messages whose turns
 fall between two tiers back at once at the upper one, and leave the budget idle before; so

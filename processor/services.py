@@ -14,7 +14,6 @@ from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
 from processor import plugins, probes, topology
-from processor.clients import ZenotiClients
 from processor.dedupe import Deduplicator, make_deduplicator
 from processor.dispatch import Dispatcher
 from processor.errors import ConfigError
@@ -26,6 +25,7 @@ from processor.publisher import ConfirmedPublisher
 from processor.retry import RetryPolicy
 from processor.settings import Settings
 from processor.worker import Worker
+from processor.zenoti.clients import ZenotiClients
 
 
 def bindings_of(settings: Settings, loaded: Sequence[LoadedHandler]) -> list[topology.Binding]:

@@ -79,13 +79,6 @@ class Settings(BaseSettings):
     late_confirm_wait: float = Field(default=600.0, ge=0)
     late_confirm_max_watchers: int = Field(default=10_000, ge=0)
     late_confirm_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
-    # A confirm that comes after confirm_timeout (a broker alarm) is still awaited this long,
-    # so that Zenoti's resend of a message queued after all is a duplicate; at most this many
-    # publishes, holding at most these bytes (each body plus 8 KiB), are awaited at once, and
-    # past either cap such a resend is published again.
-    late_confirm_wait: float = Field(default=600.0, ge=0)
-    late_confirm_max_watchers: int = Field(default=10_000, ge=0)
-    late_confirm_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
     retry_after_seconds: int = 30
     ingress_drain_seconds: float = 2.0  # unready before closing, so balancers stop sending
     # Slow clients: a request's headers, then its body, must arrive within these (Zenoti itself
@@ -93,9 +86,6 @@ class Settings(BaseSettings):
     ingress_header_timeout: float = Field(default=5.0, gt=0)
     ingress_body_timeout: float = Field(default=5.0, gt=0)
     ingress_max_connections: int = Field(default=1000, ge=1)
-    # Over that cap, this many more connections are kept for /healthz, /readyz and /metrics
-    # alone, so that the kubelet does not restart a pod for being busy.
-    ingress_probe_connections: int = Field(default=16, ge=0)
     # Over that cap, this many more connections are kept for /healthz, /readyz and /metrics
     # alone, so that the kubelet does not restart a pod for being busy.
     ingress_probe_connections: int = Field(default=16, ge=0)
@@ -137,7 +127,7 @@ class Settings(BaseSettings):
     api_retry_backoff: float = 0.2
     api_short_wait: float = 2.0  # longer waits for a token happen in the broker, not here
     api_cache_enabled: bool = True  # false only to measure what the cache saves
-    # Center snapshots (processor.snapshots): which kinds to ask for a center at a time
+    # Center snapshots (processor.zenoti.snapshots): which kinds to ask for a center at a time
     # ("members", "guests"; empty: point look-ups only), after how many events of a center
     # within the hour, and how old guests' details may grow before an event refreshes them.
     snapshot_kinds: list[str] = Field(default_factory=lambda: ["members", "guests"])

@@ -12,7 +12,6 @@ import aio_pika
 from pydantic import BaseModel, SecretStr
 
 from processor import Context, Event, Handler
-from processor.clients import ZenotiClients
 from processor.dedupe import MemoryDeduplicator
 from processor.dispatch import Dispatcher
 from processor.logs import get_logger
@@ -22,6 +21,7 @@ from processor.retry import RetryPolicy
 from processor.settings import RetryLimits, Settings
 from processor.topology import EVENTS, Binding
 from processor.worker import Worker
+from processor.zenoti.clients import ZenotiClients
 from tests.integration.amqp import channel
 
 

@@ -12,10 +12,10 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from processor.clients import ZenotiClients
 from processor.errors import ZenotiUnavailable
 from processor.metrics import Metrics
 from processor.settings import Settings
+from processor.zenoti.clients import ZenotiClients
 
 SLACK = 0.75
 

@@ -14,7 +14,6 @@ from aio_pika.abc import AbstractIncomingMessage
 from pydantic import BaseModel
 
 from processor import Context, Event, topology
-from processor.clients import ZenotiClients
 from processor.dedupe import MemoryDeduplicator
 from processor.dispatch import Dispatcher
 from processor.logs import get_logger
@@ -24,6 +23,7 @@ from processor.retry import RetryPolicy
 from processor.settings import Settings
 from processor.topology import Binding, queue_name
 from processor.worker import Worker
+from processor.zenoti.clients import ZenotiClients
 from tests.conftest import Broker
 from tests.integration.amqp import channel, reset
 from tests.integration.inprocess import Item, send, settings_for

@@ -9,12 +9,12 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from processor.cache import KINDS, MemoryCache
-from processor.coalesce import Coalescer
 from processor.errors import BudgetExhausted
 from processor.metrics import Metrics
-from processor.ratelimit import TokenBucket
-from processor.zenoti import ZenotiClient
+from processor.zenoti.budget import TokenBucket
+from processor.zenoti.cache import KINDS, MemoryCache
+from processor.zenoti.client import ZenotiClient
+from processor.zenoti.coalesce import Coalescer
 
 GUEST = {"id": "g1", "center_id": "c1", "personal_info": {"first_name": "A", "last_name": "B"}}
 LIST = {"guest_memberships": [{"user_membership_id": "m1"}], "error": None}

@@ -20,8 +20,8 @@ from processor.errors import ResourceNotFound
 from processor.handler import Context, Event, Handler
 from processor.metrics import Metrics
 from processor.plugins import check
-from processor.ratelimit import TokenBucket
-from processor.zenoti import ZenotiClient
+from processor.zenoti.budget import TokenBucket
+from processor.zenoti.client import ZenotiClient
 from schemas.enriched import GuestpassRedeemed as GuestpassRedeemedEvent
 from schemas.enriched import MembershipFrozen, PackageStatusChanged
 from schemas.webhooks import GuestpassRedeemedData, MembershipFreezeData, PackageStatusData

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from processor.errors import BudgetExhausted
-from processor.ratelimit import Budget, TokenBucket
+from processor.zenoti.budget import Budget, TokenBucket
 
 
 class Timeline:

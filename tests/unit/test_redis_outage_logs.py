@@ -9,10 +9,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from structlog.testing import capture_logs
 
-from processor.cache import KINDS, RedisCache
 from processor.dedupe import RedisDeduplicator
 from processor.logs import Throttle, get_logger
-from processor.shared_budget import RedisBudget
+from processor.zenoti.cache import KINDS, RedisCache
+from processor.zenoti.shared_budget import RedisBudget
 
 
 async def test_events_meeting_a_closed_redis_port_log_one_line_per_cause() -> None:

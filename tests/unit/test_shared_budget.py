@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from processor.errors import BudgetExhausted
 from processor.logs import get_logger
-from processor.shared_budget import RedisBudget
+from processor.zenoti.shared_budget import RedisBudget
 
 
 @pytest.fixture

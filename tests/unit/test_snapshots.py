@@ -14,14 +14,14 @@ import redis.asyncio as aioredis
 from processor.errors import BudgetExhausted, ZenotiUnavailable
 from processor.logs import get_logger
 from processor.metrics import Metrics
-from processor.snapshot_store import (
+from processor.zenoti.snapshot_store import (
     MemorySnapshotStore,
     Meta,
     Page,
     RedisSnapshotStore,
     SnapshotStore,
 )
-from processor.snapshots import Snapshots
+from processor.zenoti.snapshots import Snapshots
 
 PAGE = 100
 

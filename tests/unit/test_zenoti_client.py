@@ -9,7 +9,6 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from processor.clients import ZenotiClients
 from processor.errors import (
     HandlingError,
     PermanentError,
@@ -19,7 +18,8 @@ from processor.errors import (
 )
 from processor.metrics import Metrics
 from processor.settings import Settings, TenantSettings
-from processor.zenoti import ZenotiClient
+from processor.zenoti.client import ZenotiClient
+from processor.zenoti.clients import ZenotiClients
 
 API_KEY = "zk-live-4f1d9c2a7be0"
 BASE_URL = "https://zenoti.test"

@@ -8,8 +8,8 @@ from pydantic import SecretStr
 
 from processor.errors import RateLimited, ZenotiUnavailable
 from processor.metrics import Metrics
-from processor.ratelimit import TokenBucket
-from processor.zenoti import ZenotiClient
+from processor.zenoti.budget import TokenBucket
+from processor.zenoti.client import ZenotiClient
 
 GUEST = {"id": "g1", "center_id": "c1", "personal_info": {"first_name": "A", "last_name": "B"}}
 

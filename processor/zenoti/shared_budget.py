@@ -54,7 +54,7 @@ from structlog.typing import FilteringBoundLogger
 
 from processor import logs
 from processor.errors import BudgetExhausted
-from processor.ratelimit import HORIZON_WINDOWS, JITTER, TokenBucket
+from processor.zenoti.budget import HORIZON_WINDOWS, JITTER, TokenBucket
 
 _NOW = """
 local t = redis.call('TIME')

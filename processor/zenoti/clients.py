@@ -13,16 +13,16 @@ import httpx
 import redis.asyncio as aioredis
 from structlog.typing import FilteringBoundLogger
 
-from processor.cache import ApiCache, MemoryCache, NullCache, RedisCache
 from processor.errors import PermanentError
 from processor.logs import get_logger
 from processor.metrics import Metrics
-from processor.ratelimit import Budget, TokenBucket
 from processor.settings import Settings
-from processor.shared_budget import RedisBudget
-from processor.snapshot_store import MemorySnapshotStore, RedisSnapshotStore, SnapshotStore
-from processor.snapshots import Snapshots
-from processor.zenoti import ZenotiClient
+from processor.zenoti.budget import Budget, TokenBucket
+from processor.zenoti.cache import ApiCache, MemoryCache, NullCache, RedisCache
+from processor.zenoti.client import ZenotiClient
+from processor.zenoti.shared_budget import RedisBudget
+from processor.zenoti.snapshot_store import MemorySnapshotStore, RedisSnapshotStore, SnapshotStore
+from processor.zenoti.snapshots import Snapshots
 
 __all__ = ["ZenotiClients"]
 

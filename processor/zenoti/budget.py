@@ -30,7 +30,7 @@ _EPSILON = 1e-9
 # A deferral's retry_after is spread by a factor in [1 - JITTER, 1 + JITTER], so that messages
 # deferred together (by pods that do not share a bucket, say) do not come back together.
 JITTER = 0.1
-# How far ahead a deferral is spread at most, in bucket windows (processor.shared_budget).
+# How far ahead a deferral is spread at most, in bucket windows (processor.zenoti.shared_budget).
 HORIZON_WINDOWS = 1.5
 
 
@@ -66,7 +66,7 @@ class TokenBucket:
     A caller told to wait elsewhere (``BudgetExhausted``) is remembered until the time it was
     told to come back; the next one is told to come back after all of them, one token's time
     each, at most ``horizon`` (default: ``HORIZON_WINDOWS`` windows) after its own token would come
-    (``processor.shared_budget`` explains why, for the shared bucket).
+    (``processor.zenoti.shared_budget`` explains why, for the shared bucket).
     """
 
     def __init__(

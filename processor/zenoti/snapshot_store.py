@@ -74,7 +74,7 @@ class Meta:
 
 
 class SnapshotStore(Protocol):
-    """Where one tenant's snapshots live (``processor.snapshot_store``). ``meta`` is ``None``
+    """Where one tenant's snapshots live (``processor.zenoti.snapshot_store``). ``meta`` is ``None``
     when the rows are gone (expired or evicted), so a snapshot is never complete and empty."""
 
     async def row(self, kind: str, center: str, key: str) -> Row | None: ...

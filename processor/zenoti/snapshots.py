@@ -45,7 +45,7 @@ from processor.errors import (
     ZenotiUnavailable,
 )
 from processor.metrics import Metrics
-from processor.snapshot_store import Found, Meta, Page, SnapshotStore
+from processor.zenoti.snapshot_store import Found, Meta, Page, SnapshotStore
 
 __all__ = ["ANYWHERE", "FetchPage", "Found", "ListCenters", "Page", "Snapshots"]
 

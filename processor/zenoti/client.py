@@ -9,12 +9,12 @@ refusal, a non-null ``error`` in a 2xx body, or a body the model rejects ``Perma
 the API key: text Zenoti sends back is scrubbed of it too.
 
 Answers are cached per kind of resource and concurrent identical requests share one call
-(``processor.cache``, ``processor.coalesce``); ``bound(received_at)`` gives the view of one
-event, whose membership and package lists must be fetched after it was received, and which
-counts the calls made for it (``calls``).
+(``processor.zenoti.cache``, ``processor.zenoti.coalesce``); ``bound(received_at)`` gives the
+view of one event, whose membership and package lists must be fetched after it was received,
+and which counts the calls made for it (``calls``).
 
 Broader questions: ``member`` and ``guest`` answer from a center's snapshot of its members
-or guests (``processor.snapshots``: a page of 100 per call) when one serves, and say so by
+or guests (``processor.zenoti.snapshots``: a page of 100 per call) when one serves, and say so by
 returning ``None`` (``member``) or making the point call (``guest``) when not. A list that
 comes back without its wrapper key is a shape error (``UnexpectedResponse``), never an
 empty list; for a snapshot it means point look-ups, counted, never a parked event.
@@ -48,8 +48,6 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from processor.cache import KINDS, ApiCache, Body, Kind, MemoryCache
-from processor.coalesce import Coalescer
 from processor.codec import describe
 from processor.errors import (
     BudgetExhausted,
@@ -60,8 +58,10 @@ from processor.errors import (
     ZenotiUnavailable,
 )
 from processor.metrics import Metrics
-from processor.ratelimit import Budget
-from processor.snapshots import Page, Snapshots
+from processor.zenoti.budget import Budget
+from processor.zenoti.cache import KINDS, ApiCache, Body, Kind, MemoryCache
+from processor.zenoti.coalesce import Coalescer
+from processor.zenoti.snapshots import Page, Snapshots
 from schemas import zenoti as api
 
 __all__ = ["ZenotiClient"]
