@@ -116,7 +116,10 @@ async def start(app: web.Application, host: str, port: int, limits: Limits,
     def connection() -> _Connection:
         return _Connection(manager, loop=loop, gate=gate, header_timeout=limits.header_timeout,
                            late_answer=late, keepalive_timeout=limits.keepalive_timeout,
-                           lingering_time=limits.lingering_time, access_log=None)
+                           lingering_time=limits.lingering_time, access_log=None,
+                           # Bodies are signed as sent: inflating one before anything is
+                           # checked would let anyone spend our CPU (a gzip bomb).
+                           auto_decompress=False)
 
     try:
         listener = await loop.create_server(connection, host, port, reuse_address=True,

@@ -62,6 +62,9 @@ async def run_ingress(settings: Settings, stop: asyncio.Event) -> None:
         settings.amqp_url.get_secret_value(), log=log, metrics=metrics, name="ingress",
         on_connect=lambda channel: declare(channel, settings, bindings),
         max_delay=settings.reconnect_max_delay, max_message_size=settings.broker_max_message_size,
+        late_confirm_wait=settings.late_confirm_wait,
+        late_confirm_max_watchers=settings.late_confirm_max_watchers,
+        late_confirm_max_bytes=settings.late_confirm_max_bytes,
     )
     await publisher.start()  # a TopologyMismatch met at once ends the process here
     accepted = _deduplicator(settings, "ingress", log)
@@ -70,6 +73,7 @@ async def run_ingress(settings: Settings, stop: asyncio.Event) -> None:
         ingress.app(), settings.ingress_host, settings.ingress_port,
         probes.Limits(header_timeout=settings.ingress_header_timeout,
                       max_connections=settings.ingress_max_connections,
+                      probe_connections=settings.ingress_probe_connections,
                       shutdown_grace=settings.ingress_shutdown_grace),
         metrics,
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import itertools
 import json
 import signal
@@ -304,3 +305,19 @@ async def test_sigterm_with_slow_clients_connected_exits_within_the_grace(broker
             assert (await slowpoke).closed is not None
     finally:
         running.stop()
+
+
+async def test_a_compressed_body_is_never_inflated(broker: Broker) -> None:
+    # Inflating before the signature is checked would let anyone spend our CPU (a gzip
+    # bomb). The bytes are checked as sent: signed as sent, they are kept (parked, since
+    # they are not the JSON envelope), and a bomb costs what it weighs.
+    bomb = gzip.compress(b"\0" * (64 << 20), compresslevel=9)
+    headers = {"Content-Encoding": "gzip", "zenoti-webhook-signature": sign(SECRET, bomb)}
+    async with ingress(broker, max_body_bytes=2 << 20) as port:
+        started = time.monotonic()
+        async with session() as http, http.post(
+                f"http://127.0.0.1:{port}/webhooks/zenoti", data=bomb,
+                headers=headers) as response:
+            answer = await response.json()
+            assert (response.status, answer["status"]) == (202, "parked"), answer
+        assert time.monotonic() - started < 2
