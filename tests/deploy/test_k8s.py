@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -17,8 +18,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from processor.settings import Settings
 from tests.deploy.common import (
     CRD_SCHEMAS,
+    DEPLOY,
     KUSTOMIZATIONS,
     ROOT,
     Resource,
@@ -61,6 +64,24 @@ def key(resource: Resource) -> tuple[str, str, str, str]:
 
 def config(name: str) -> dict[str, str]:
     return one(rendered(name), "ConfigMap", "zenoti-events")["data"]  # type: ignore[no-any-return]
+
+
+PREFIX = "ZENOTI_EVENTS_"
+
+
+def settings_from(environment: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The Settings a process builds from ``environment`` alone; every ZENOTI_EVENTS_ key in
+    it must name a setting (pydantic-settings ignores the others silently: a misspelt key
+    would be a setting quietly left at its default)."""
+    ours = {k: v for k, v in environment.items() if k.startswith(PREFIX)}
+    unknown = sorted(k for k in ours if k[len(PREFIX):].lower() not in Settings.model_fields)
+    assert not unknown, f"not settings (processor/settings.py): {unknown}"
+    for key in os.environ:
+        if key.startswith(PREFIX):
+            monkeypatch.delenv(key)
+    for key, value in ours.items():
+        monkeypatch.setenv(key, value)
+    return Settings()
 
 
 # --- rendering -----------------------------------------------------------------------------
@@ -180,9 +201,15 @@ def test_ingress_runs_two_or_more_ready_on_the_broker_replicas_under_a_pdb(name:
     assert pdb["spec"]["maxUnavailable"] < deployment["spec"]["replicas"]
     service = one(resources, "Service", "zenoti-events-ingress")
     assert service["spec"]["selector"].items() <= labels.items()
-    # SIGTERM: unready for the drain, then in-flight requests wait at most the confirm timeout.
-    drain = float(config(name)["ZENOTI_EVENTS_INGRESS_DRAIN_SECONDS"])
-    assert pod["spec"]["terminationGracePeriodSeconds"] > drain + 5.0 + 5
+    # SIGTERM: unready for the drain, then requests in flight get the shutdown grace (enough
+    # for a body still arriving and then its confirm), then the connections close: within
+    # terminationGracePeriodSeconds, with 5 s for closing (the comment in ingress.yaml).
+    settings = config(name)
+    drain = float(settings["ZENOTI_EVENTS_INGRESS_DRAIN_SECONDS"])
+    grace = float(settings["ZENOTI_EVENTS_INGRESS_SHUTDOWN_GRACE"])
+    assert grace >= (float(settings["ZENOTI_EVENTS_INGRESS_BODY_TIMEOUT"])
+                     + float(settings["ZENOTI_EVENTS_CONFIRM_TIMEOUT"]))
+    assert pod["spec"]["terminationGracePeriodSeconds"] >= drain + grace + 5
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -193,6 +220,50 @@ def test_only_the_webhook_path_is_published(name: str) -> None:
     assert [(p["path"], p["pathType"]) for p in paths] == [("/webhooks/zenoti", "Prefix")]
     assert paths[0]["backend"]["service"]["name"] == "zenoti-events-ingress"
     assert ingress["spec"]["tls"][0]["hosts"] == [rule["host"]]
+
+
+# --- settings ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_configmap_key_is_a_setting_that_parses(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = settings_from(config(name), monkeypatch)
+    assert settings.allow_unsigned is False, "closed by default: signatures are required"
+    assert settings.snapshot_kinds == ["members", "guests"]
+    # What docs/operations.md and the manifests' comments state.
+    assert (settings.handler_timeout, settings.zenoti_call_deadline) == (60.0, 10.0)
+    assert (settings.ingress_header_timeout, settings.ingress_body_timeout) == (5.0, 5.0)
+    assert settings.handler_timeout > 3 * (settings.zenoti_call_deadline + settings.api_short_wait)
+
+
+def test_the_compose_environment_is_made_of_settings_that_parse(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    settings = settings_from(compose["x-zenoti-events"]["environment"], monkeypatch)
+    assert settings.redis_url is not None and not settings.unsigned_tenants()
+
+
+def _max_message_size(rabbitmq_config: str) -> int:
+    found = re.search(r"^\s*max_message_size\s*=\s*(\d+)\s*$", rabbitmq_config, re.MULTILINE)
+    assert found, "max_message_size is pinned in the broker's configuration"
+    return int(found[1])
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_broker_message_size_setting_is_the_brokers(name: str) -> None:
+    """The ingress refuses at start-up a body cap the broker would not take; the setting is
+    only true if it is the broker's own max_message_size, pinned whatever its version."""
+    cluster = one(rendered(name), "RabbitmqCluster", "zenoti-events-rabbitmq")
+    broker = _max_message_size(cluster["spec"]["rabbitmq"]["additionalConfig"])
+    assert int(config(name)["ZENOTI_EVENTS_BROKER_MAX_MESSAGE_SIZE"]) == broker
+
+
+def test_compose_states_its_rabbitmq_versions_message_size() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    major = int(compose["services"]["rabbitmq"]["image"].split(":")[1].split(".")[0])
+    default = {3: 128 * 1024 * 1024, 4: 16 * 1024 * 1024}[major]
+    environment = compose["x-zenoti-events"]["environment"]
+    assert int(environment["ZENOTI_EVENTS_BROKER_MAX_MESSAGE_SIZE"]) == default
 
 
 # --- workers and KEDA ----------------------------------------------------------------------
@@ -297,6 +368,60 @@ def test_our_processes_use_the_operators_connection_string_and_redis(name: str) 
                         "key": "connection_string"}
         redis = env["ZENOTI_EVENTS_REDIS_URL"]["valueFrom"]["secretKeyRef"]
         assert redis["name"] == "zenoti-events-redis"
+
+
+# Redis, per organisation (docs/operations.md, "Snapshots"; the comment in redis.yaml):
+# snapshots 18 MB + de-duplication 2 MB + the API cache 46 MB.
+REDIS_MIB_PER_TENANT = 66
+REDIS_GROWTH = 1.2
+# The container's limit over maxmemory: allocator fragmentation and client buffers.
+REDIS_OVERHEAD = (1.25, 32)
+
+
+def _mib(quantity: str) -> float:
+    """A Redis size ("200mb") or a Kubernetes quantity ("288Mi", "2Gi") in MiB."""
+    found = re.fullmatch(r"(\d+)(mb|gb|Mi|Gi)", quantity)
+    assert found, quantity
+    return int(found[1]) * (1024 if found[2] in ("gb", "Gi") else 1)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_redis_is_sized_for_the_organisations_planned_and_evicts_the_idlest_keys(
+        name: str) -> None:
+    resources = rendered(name)
+    tenants = max(int(s["metadata"]["annotations"]["zenoti-events.io/budget-tenants"])
+                  for s in of_kind(resources, "ScaledObject").values())
+    pod = one(resources, "Deployment", "zenoti-events-redis")["spec"]["template"]["spec"]
+    redis = next(c for c in pod["containers"] if c["name"] == "redis")
+    args = redis["args"]
+    maxmemory = _mib(args[args.index("--maxmemory") + 1])
+    assert args[args.index("--maxmemory-policy") + 1] == "volatile-lru"
+    assert maxmemory >= tenants * REDIS_MIB_PER_TENANT * REDIS_GROWTH
+    limit = _mib(redis["resources"]["limits"]["memory"])
+    assert limit >= maxmemory * REDIS_OVERHEAD[0] + REDIS_OVERHEAD[1]
+    assert redis["resources"]["requests"]["memory"] == redis["resources"]["limits"]["memory"]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_redis_metrics_are_scraped_and_reachable_from_monitoring_only(name: str) -> None:
+    resources = rendered(name)
+    pod = one(resources, "Deployment", "zenoti-events-redis")["spec"]["template"]
+    exporter = next(c for c in pod["spec"]["containers"] if c["name"] == "exporter")
+    (port,) = exporter["ports"]
+    service = one(resources, "Service", "zenoti-events-redis")
+    assert {"name": "metrics", "port": port["containerPort"], "targetPort": "metrics"} in (
+        service["spec"]["ports"])
+    monitor = one(resources, "ServiceMonitor", "zenoti-events-redis")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
+    # job="zenoti-events-redis" (the Service's name), as the alerts and the dashboard select
+    assert service["metadata"]["name"] == "zenoti-events-redis"
+    policy = one(resources, "NetworkPolicy", "zenoti-events-redis")
+    rules = [r for r in policy["spec"]["ingress"]
+             if {"port": port["containerPort"], "protocol": "TCP"} in r["ports"]]
+    assert [r["from"] for r in rules] == [[{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "monitoring"}}}]]
 
 
 # --- secrets -------------------------------------------------------------------------------
