@@ -68,18 +68,22 @@ def settings_for(url: str, **overrides: Any) -> Settings:
 
 @contextlib.asynccontextmanager
 async def worker(settings: Settings, handlers: Sequence[Handler],
-                 bindings: Sequence[Binding] = BINDINGS) -> AsyncIterator[Worker]:
+                 bindings: Sequence[Binding] = BINDINGS,
+                 kinds: Sequence[type[Dispatcher]] = ()) -> AsyncIterator[Worker]:
+    """A ``Worker`` running ``handlers`` in this event loop, ready; stopped after. ``kinds``
+    may give a ``Dispatcher`` subclass per handler (a test's own misbehaving one)."""
     log, metrics = get_logger(test="worker"), Metrics()
     url = settings.amqp_url.get_secret_value()
     publisher = ConfirmedPublisher(url, log=log, metrics=metrics, max_delay=0.5,
                                    max_message_size=settings.broker_max_message_size)
     clients = ZenotiClients(settings, metrics)
     done = MemoryDeduplicator(60, 1000)
-    dispatchers = [Dispatcher(
+    classes = list(kinds) or [Dispatcher] * len(handlers)
+    dispatchers = [kind(
         h, publisher=publisher, clients=clients, tenants=frozenset(settings.all_tenants()),
         retry=RetryPolicy(h.name, settings.retry_tiers, settings.retry_limits(h.name)),
         done=done, metrics=metrics, log=log, handler_timeout=settings.handler_timeout)
-        for h in handlers]
+        for kind, h in zip(classes, handlers, strict=True)]
     running = Worker(settings, dispatchers, bindings, publisher, log)
     await publisher.start()
     stop = asyncio.Event()

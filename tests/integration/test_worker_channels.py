@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
-from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import pytest
@@ -14,19 +13,13 @@ from aio_pika.abc import AbstractIncomingMessage
 from pydantic import BaseModel
 
 from processor import Context, Event, topology
-from processor.dedupe import MemoryDeduplicator
 from processor.dispatch import Dispatcher
-from processor.logs import get_logger
-from processor.metrics import Metrics
-from processor.publisher import ConfirmedPublisher
-from processor.retry import RetryPolicy
 from processor.settings import Settings
 from processor.topology import Binding, queue_name
 from processor.worker import Worker
-from processor.zenoti.clients import ZenotiClients
 from tests.conftest import Broker
 from tests.integration.amqp import channel, reset
-from tests.integration.inprocess import Item, send, settings_for
+from tests.integration.inprocess import Item, send, settings_for, worker
 
 pytestmark = pytest.mark.integration
 
@@ -63,36 +56,8 @@ class AckingAnUnknownTag(Dispatcher):
         await super().__call__(message)
 
 
-def dispatcher(cls: type[Dispatcher], handler: Alpha, settings: Settings,
-               publisher: ConfirmedPublisher, clients: ZenotiClients) -> Dispatcher:
-    return cls(handler, publisher=publisher, clients=clients,
-               tenants=frozenset(settings.all_tenants()),
-               retry=RetryPolicy(handler.name, settings.retry_tiers, settings.retry),
-               done=MemoryDeduplicator(60, 1000), metrics=Metrics(), log=get_logger(test="ch"))
-
-
-@contextlib.asynccontextmanager
-async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
-    log, metrics = get_logger(test="channels"), Metrics()
-    publisher = ConfirmedPublisher(settings.amqp_url.get_secret_value(), log=log,
-                                   metrics=metrics, max_delay=0.5)
-    clients = ZenotiClients(settings, metrics)
-    dispatchers = [dispatcher(AckingAnUnknownTag, Alpha(), settings, publisher, clients),
-                   dispatcher(Dispatcher, Beta(), settings, publisher, clients)]
-    worker = Worker(settings, dispatchers, BINDINGS, publisher, log)
-    await publisher.start()
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    try:
-        async with asyncio.timeout(10):
-            while not worker.ready:
-                await asyncio.sleep(0.02)
-        yield worker
-    finally:
-        stop.set()
-        await task
-        await publisher.close()
-        await clients.aclose()
+def running_worker(settings: Settings) -> contextlib.AbstractAsyncContextManager[Worker]:
+    return worker(settings, [Alpha(), Beta()], BINDINGS, kinds=[AckingAnUnknownTag, Dispatcher])
 
 
 def consumer_tags(vhost: str) -> dict[str, str]:
