@@ -88,7 +88,8 @@ async def test_durable_messages_survive_a_restart_and_the_watch_sees_it(
     assert not [c for c in changes if c.startswith("pid")], changes
 
 
-async def test_a_crashed_node_starts_again_over_its_data_and_leaves_nothing() -> None:
+async def test_a_node_stopped_or_crashed_starts_again_over_its_data_and_leaves_nothing(
+) -> None:
     node = PrivateNode()
     with node:
         assert node.dir is not None
@@ -96,15 +97,20 @@ async def test_a_crashed_node_starts_again_over_its_data_and_leaves_nothing() ->
         await publish_kept(node.url)
         pid = await asyncio.to_thread(node.os_pid)
 
-        await asyncio.to_thread(node.kill)  # SIGKILL to the process group: no shutdown at all
-        assert not node.running
-        await asyncio.to_thread(node.start)
-
+        await asyncio.to_thread(node.restart, hard=True)  # a new OS process, same data
         assert await kept(node.url) == EXPECTED
         assert await asyncio.to_thread(node.os_pid) != pid
-        new_pid = await asyncio.to_thread(node.os_pid)
+
+        # A crash: SIGKILL to the process group, no shutdown at all. (Not right after the
+        # quorum queue is declared: RabbitMQ 3.10 saves its Ra registration lazily, so a
+        # queue declared seconds before a SIGKILL does not come back. A clean stop saves it.)
+        await asyncio.to_thread(node.kill)
+        assert not node.running
+        await asyncio.to_thread(node.start)
+        assert await kept(node.url) == EXPECTED
+        last = await asyncio.to_thread(node.os_pid)
     assert not home.exists()
-    assert not _alive(new_pid)
+    assert not _alive(last)
 
 
 async def test_a_memory_alarm_holds_the_confirm_until_cleared(private_broker: Broker) -> None:
