@@ -150,7 +150,7 @@ class Dispatcher:
             await message.nack(requeue=True)
         # Waiting for the API budget is not a failure: counted apart from retries, and not
         # logged per message (the budget logs its own state once per cause).
-        deferred = fate.reason == "budget_exhausted"
+        deferred = fate.waiting
         label = "deferred" if deferred else fate.outcome.value
         self._metrics.messages.labels(handler=self.handler.name, outcome=label).inc()
         if fate.outcome is not Outcome.ACK and not deferred:
@@ -176,7 +176,7 @@ class Dispatcher:
         if isinstance(step, Delay):
             await self._republish(message, "", step.queue, step.headers)
             return fate
-        final = Fate(Outcome.DEAD_LETTER, step.reason, fate.detail)
+        final = Fate(Outcome.DEAD_LETTER, fate.parks_as or step.reason, fate.detail)
         await self._dead_letter(message, final, step.headers)
         return final
 

@@ -98,9 +98,12 @@ class BrokerUnavailable(ZenotiEventsError):
 
 
 class HandlingError(ZenotiEventsError):
-    """Raised while handling a message; the subclass decides the message's fate."""
+    """Raised while handling a message; the subclass decides the message's fate. ``parks_as``
+    names the reason a retried message is parked with once its retries run out (by default
+    the retry policy's own: ``attempts_exhausted``, ``max_age_exceeded``)."""
 
     reason: str = "handling_error"
+    parks_as: str | None = None
 
 
 class PermanentError(HandlingError):
@@ -156,6 +159,7 @@ class UnexpectedResponse(TransientError):
     wrapper key): retried, since it may be a passing fault, and parked when retries run out."""
 
     reason = "unexpected_response"
+    parks_as = "unexpected_response"
 
 
 class HandlerTimeout(TransientError):

@@ -1,18 +1,24 @@
 """A message's fate, decided by the type of what the handler raised, in this one place.
 
-=====================================  =============  ==========================================
-raised                                 fate           why
-=====================================  =============  ==========================================
-nothing                                ``ACK``        handled; the output was confirmed
-``PermanentError`` (``InvalidPayload``,  ``DEAD_LETTER``  retrying cannot help; parked with reason
-``ResourceNotFound``)
-``TransientError`` (``RateLimited``,   ``RETRY``      may succeed later
-``ZenotiUnavailable``)
-anything else (a bug, a broker error)  ``RETRY``      never lose a message to an unexpected error
-=====================================  =============  ==========================================
+=======================================  ===============  =====================================
+raised                                   fate             why
+=======================================  ===============  =====================================
+nothing                                  ``ACK``          handled; the output was confirmed
+``PermanentError`` (``InvalidPayload``,  ``DEAD_LETTER``  retrying cannot help; parked with
+``ResourceNotFound``, ``PublishRefused``)                 its reason
+``RateLimited`` (Zenoti's 429)           ``RETRY``        ``throttled``: counts towards the
+                                                          age limit, not the attempts
+``BudgetExhausted`` (our own budget)     ``RETRY``        ``waiting`` too: spread over the
+                                                          backlog, counted as deferred, not
+                                                          logged per message
+``TransientError`` (``ZenotiUnavailable``,  ``RETRY``     may succeed later; an exception
+``UnexpectedResponse``, ``HandlerTimeout``)               class's ``parks_as`` names the reason
+                                                          it is parked with once retries end
+anything else (a bug, a broker error)    ``RETRY``        never lose a message to a surprise
+=======================================  ===============  =====================================
 
-``RETRY`` currently republishes to the tail of the handler's queue; the delayed, tiered retry of
-a later issue changes only ``Dispatcher._retry``, not this table.
+Everything else (``processor.dispatch``, ``processor.retry``) reads the ``Fate``'s fields, never
+its ``reason``: that slug is for people and metrics.
 """
 
 from __future__ import annotations
@@ -20,7 +26,13 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from processor.errors import HandlingError, PermanentError, RateLimited, TransientError
+from processor.errors import (
+    BudgetExhausted,
+    HandlingError,
+    PermanentError,
+    RateLimited,
+    TransientError,
+)
 
 _DETAIL_LIMIT = 1000
 
@@ -39,6 +51,9 @@ class Fate:
     reason: str = ""
     detail: str = ""
     retry_after: float | None = None
+    throttled: bool = False  # Zenoti or our budget said wait: not the message's fault
+    waiting: bool = False  # our own budget said wait: the message waits its turn
+    parks_as: str | None = None  # the reason to park with when retries run out
 
 
 ACK = Fate(Outcome.ACK)
@@ -52,7 +67,8 @@ def decide(exc: BaseException | None) -> Fate:
     if isinstance(exc, PermanentError):
         return Fate(Outcome.DEAD_LETTER, exc.reason, detail)
     if isinstance(exc, RateLimited):
-        return Fate(Outcome.RETRY, exc.reason, detail, exc.retry_after)
+        return Fate(Outcome.RETRY, exc.reason, detail, exc.retry_after, throttled=True,
+                    waiting=isinstance(exc, BudgetExhausted))
     if isinstance(exc, TransientError | HandlingError):
-        return Fate(Outcome.RETRY, exc.reason, detail)
+        return Fate(Outcome.RETRY, exc.reason, detail, parks_as=exc.parks_as)
     return Fate(Outcome.RETRY, "unexpected_error", detail)

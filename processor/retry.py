@@ -40,7 +40,6 @@ from aio_pika.abc import HeadersType
 from structlog.typing import FilteringBoundLogger
 
 from processor import logs
-from processor.errors import BudgetExhausted
 from processor.fate import Fate
 from processor.settings import RetryLimits
 
@@ -113,13 +112,13 @@ class RetryPolicy:
             **headers, ATTEMPT: attempt + 1, FIRST_FAILURE: first.isoformat(),
             HISTORY: [*_history(headers), _entry(attempt, fate, now)][-_HISTORY_KEPT:],
         }
-        throttled = fate.retry_after is not None or fate.reason == "rate_limited"
+        throttled = fate.throttled
         if _age(first, now) >= self.limits.max_age_seconds:
             return GiveUp("max_age_exceeded", updated)
         if not throttled and attempt >= self.limits.max_attempts:
             return GiveUp("attempts_exhausted", updated)
         seconds = self._tier(attempt, fate.retry_after,
-                             spread=fate.reason == BudgetExhausted.reason)
+                             spread=fate.waiting)
         return Delay(delay_queue_name(self.handler, seconds), seconds, updated)
 
     def _first_failure(self, value: object, now: datetime) -> datetime:

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from processor import RateLimited, ZenotiUnavailable
+from processor.errors import UnexpectedResponse
 from processor.topology import ENRICHED
 from tests.conftest import Broker
 from tests.integration.amqp import collect, depth, drain, listener, reset
@@ -117,3 +118,12 @@ async def test_a_message_whose_copies_the_broker_would_refuse_is_parked_by_the_b
     assert b"x" * 3000 in dead.body
     assert dead.headers["x-death"][0]["reason"] == "rejected"
     assert Scripted.calls["k-big"] == 1
+
+
+async def test_a_shape_zenoti_keeps_answering_is_parked_as_unexpected_response(url: str) -> None:
+    Scripted.script["k-shape"] = [UnexpectedResponse(f"no 'packages' #{i}") for i in range(5)]
+    async with worker(settings_for(url), [Scripted()]):
+        await send(url, "Test.Scripted", "k-shape", {"n": 1})
+        [dead] = await drain(url, DEAD, 1, timeout=15)
+    assert dead.headers["x-zenoti-reason"] == "unexpected_response"
+    assert [h["reason"] for h in dead.headers["x-zenoti-history"]] == ["unexpected_response"] * 3

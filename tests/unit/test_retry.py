@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from structlog.testing import capture_logs
 
-from processor.fate import Fate, Outcome
+from processor.errors import BudgetExhausted, RateLimited
+from processor.fate import Fate, Outcome, decide
 from processor.retry import ATTEMPT, FIRST_FAILURE, HISTORY, Delay, GiveUp, RetryPolicy, tier_label
 from processor.settings import RetryLimits
 
@@ -57,13 +58,13 @@ def test_jitter_spreads_retries_of_the_same_attempt_over_tiers() -> None:
 
 
 def test_retry_after_picks_the_tier_that_covers_it() -> None:
-    fate = Fate(Outcome.RETRY, "rate_limited", "429", retry_after=45.0)
+    fate = decide(RateLimited("429", retry_after=45.0))
     step = policy().plan({ATTEMPT: 1}, fate, NOW)
     assert isinstance(step, Delay) and step.seconds == 120.0
 
 
 def test_a_retry_after_beyond_every_tier_uses_the_last() -> None:
-    fate = Fate(Outcome.RETRY, "rate_limited", "429", retry_after=99_999.0)
+    fate = decide(RateLimited("429", retry_after=99_999.0))
     step = policy().plan({}, fate, NOW)
     assert isinstance(step, Delay) and step.seconds == 3600.0
 
@@ -83,14 +84,14 @@ def test_after_max_attempts_it_gives_up_with_the_whole_history() -> None:
 
 
 def test_throttling_does_not_use_up_attempts() -> None:
-    fate = Fate(Outcome.RETRY, "rate_limited", "429", retry_after=10.0)
+    fate = decide(RateLimited("429", retry_after=10.0))
     step = policy(max_attempts=2).plan({ATTEMPT: 5}, fate, NOW)
     assert isinstance(step, Delay)
 
 
 def test_after_max_age_it_gives_up_even_when_throttled() -> None:
     first = (NOW - timedelta(hours=2)).isoformat()
-    fate = Fate(Outcome.RETRY, "rate_limited", "429", retry_after=10.0)
+    fate = decide(RateLimited("429", retry_after=10.0))
     step = policy(max_age=3600).plan({ATTEMPT: 2, FIRST_FAILURE: first}, fate, NOW)
     assert isinstance(step, GiveUp) and step.reason == "max_age_exceeded"
 
@@ -114,7 +115,7 @@ def skewed(seconds: float) -> str:
 def test_a_first_failure_stamped_by_a_clock_ahead_within_the_skew_travels_and_ages_from_zero() -> (
     None
 ):
-    fate = Fate(Outcome.RETRY, "rate_limited", "429", retry_after=10.0)
+    fate = decide(RateLimited("429", retry_after=10.0))
     step = policy(max_age=60).plan({ATTEMPT: 2, FIRST_FAILURE: skewed(200)}, fate, NOW)
     assert isinstance(step, Delay)  # age 0, not -200 s, and not treated as a wrong stamp
     assert step.headers[FIRST_FAILURE] == skewed(200)
@@ -145,7 +146,7 @@ def test_a_zero_skew_trusts_no_clock_ahead_of_ours() -> None:
     (NOW - timedelta(minutes=5)).astimezone(timezone(timedelta(hours=-8))).isoformat(),
 ])
 def test_first_failure_stamps_in_any_zone_age_the_same(stamp: str) -> None:
-    fate = Fate(Outcome.RETRY, "rate_limited", "429", retry_after=10.0)
+    fate = decide(RateLimited("429", retry_after=10.0))
     step = policy(max_age=600).plan({FIRST_FAILURE: stamp}, fate, NOW + timedelta(seconds=601))
     assert isinstance(step, GiveUp) and step.reason == "max_age_exceeded"
 
@@ -157,7 +158,7 @@ def test_first_failure_stamps_in_any_zone_age_the_same(stamp: str) -> None:
     {ATTEMPT: True, FIRST_FAILURE: 12345, HISTORY: "not a list"},
 ])
 def test_malformed_retry_headers_never_break_planning(headers: dict[str, object]) -> None:
-    fate = Fate(Outcome.RETRY, "rate_limited", "429")  # no Retry-After: backoff by attempt
+    fate = decide(RateLimited("429"))  # no Retry-After: backoff by attempt
     step = policy().plan(headers, fate, NOW)
     assert isinstance(step, Delay) and step.seconds in TIERS
     attempt = step.headers[ATTEMPT]
@@ -165,14 +166,14 @@ def test_malformed_retry_headers_never_break_planning(headers: dict[str, object]
 
 
 def test_a_budget_wait_picks_the_tiers_around_it_so_that_the_delay_is_right_on_average() -> None:
-    fate = Fate(Outcome.RETRY, "budget_exhausted", "BudgetExhausted", retry_after=70.0)
+    fate = decide(BudgetExhausted("no token", retry_after=70.0))
     chosen = [policy(seed=s).plan({}, fate, NOW).seconds for s in range(400)]
     assert set(chosen) == {30.0, 120.0}  # the tiers around 70 s, never further
     assert sum(chosen) / len(chosen) == pytest.approx(70.0, rel=0.15)
 
 
 def test_a_budget_wait_never_takes_a_tier_more_than_twice_as_long() -> None:
-    fate = Fate(Outcome.RETRY, "budget_exhausted", "BudgetExhausted", retry_after=50.0)
+    fate = decide(BudgetExhausted("no token", retry_after=50.0))
     assert {policy(seed=s).plan({}, fate, NOW).seconds for s in range(100)} == {30.0}
 
 
