@@ -96,7 +96,7 @@ def decode_event(
         delivery_id=envelope.id,
         received_at=_received_at(headers),
         attempt=int(headers.get("x-zenoti-attempt", 1)),
-        envelope=envelope.model_dump(mode="json"),
+        source=envelope,
     )
 
 

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, run
 
 from pydantic import BaseModel
 
+from schemas.envelope import Envelope
+
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
@@ -37,7 +39,13 @@ class Event(Generic[DataT]):
     delivery_id: str | None = None  # the envelope's ``id``
     received_at: datetime | None = None
     attempt: int = 1
-    envelope: dict[str, Any] = field(default_factory=dict, repr=False)
+    source: Envelope | None = field(default=None, repr=False)  # as parsed from the delivery
+
+    @property
+    def envelope(self) -> dict[str, Any]:
+        """The whole envelope as JSON values, unknown fields included; made on use, since
+        most handlers never need it (it cost a dump per message)."""
+        return {} if self.source is None else self.source.model_dump(mode="json")
 
 
 PublishFn = Callable[[str, BaseModel], Awaitable[None]]

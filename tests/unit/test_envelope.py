@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel, ConfigDict
 
-from processor.codec import event_key, parse_envelope
+from processor.codec import decode_event, event_key, parse_envelope
 from processor.errors import InvalidEnvelope
 from schemas.envelope import parse_zenoti_timestamp, routing_key
 
@@ -106,3 +107,15 @@ def test_routing_keys_are_lower_case_and_safe_for_topic_bindings(event_type: str
 
 def test_timestamps_without_a_zone_stay_naive() -> None:
     assert parse_zenoti_timestamp("2022-03-11T08:00:00") == datetime(2022, 3, 11, 8)
+
+
+def test_a_decoded_event_gives_its_whole_envelope_unknown_fields_included() -> None:
+    body = (b'{"event_id": "e1", "event_type": "Guest.Membership.Freeze", "extra": {"a": 1},'
+            b' "data": {"user_membership_id": "u"}}')
+    event = decode_event(body, _AnyData, {"tenant": "default"}, "default")
+    assert event.envelope["extra"] == {"a": 1}
+    assert event.envelope["data"] == {"user_membership_id": "u"}
+
+
+class _AnyData(BaseModel):
+    model_config = ConfigDict(extra="allow")
