@@ -55,6 +55,7 @@ from processor.settings import BROKER_HEADER_ALLOWANCE
 OnConnect = Callable[[AbstractChannel], Awaitable[None]]
 OnLateConfirm = Callable[[], Awaitable[None]]
 _PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
+_CLOSE_WITHIN = 5.0
 _SHORT_STRING = 255  # bytes of an AMQP shortstr: names, message_id, content_type
 _HEADER_NAME = 128  # bytes of a field-table key; pamqp silently truncates longer ones
 _CHANNEL_REOPEN_WAIT = 1.0
@@ -349,7 +350,8 @@ class ConfirmedPublisher:
         connection, self._connection = self._connection, None
         if connection is not None and not connection.is_closed:
             with contextlib.suppress(Exception):
-                await connection.close()
+                async with asyncio.timeout(_CLOSE_WITHIN):  # a broker that never answers
+                    await connection.close()
 
 
 def _refused_for(exc: aiormq.exceptions.ChannelPreconditionFailed, body: bytes) -> bool:

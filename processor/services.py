@@ -66,7 +66,11 @@ async def run_ingress(settings: Settings, stop: asyncio.Event) -> None:
         late_confirm_max_watchers=settings.late_confirm_max_watchers,
         late_confirm_max_bytes=settings.late_confirm_max_bytes,
     )
-    await publisher.start()  # a TopologyMismatch met at once ends the process here
+    try:
+        await publisher.start()  # a TopologyMismatch met at once ends the process here
+    except ConfigError:
+        await publisher.close()
+        raise
     accepted = _deduplicator(settings, "ingress", log)
     ingress = Ingress(settings, publisher, metrics, log, accepted)
     runner = await probes.serve(
