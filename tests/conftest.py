@@ -17,6 +17,7 @@ the session that the local broker was left alone (same process, app never stoppe
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
 import pytest
+import structlog
 
 from tests.rabbit import NodeError, PrivateNode, SharedBrokerWatch, find_scripts
 
@@ -154,3 +156,15 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section("fault test figures")
     for figures in RESULTS:
         terminalreporter.write_line(json.dumps(figures.summary()))
+
+
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    """``main`` configures logging onto this test's captured stderr: undo it afterwards."""
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.configure(**saved)
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import aio_pika
 import pytest
-import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
 from processor import topology
@@ -85,18 +82,6 @@ async def publish(url: str, exchange: str, key: str) -> None:
 
 async def parked(url: str, queue: str) -> list[AbstractIncomingMessage]:
     return await drain(url, queue, len(CRAFTED), timeout=5)
-
-
-@pytest.fixture
-def logging_restored() -> Iterator[None]:
-    """``main`` configures logging onto this test's captured stderr: undo it afterwards."""
-    saved = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    structlog.configure(**saved)
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import aio_pika
 import pytest
-import structlog
 
 from processor import topology
 from processor.cli import main
@@ -237,18 +235,6 @@ async def test_a_copy_that_cannot_be_delivered_stops_the_pass_and_loses_nothing(
         with pytest.raises(BrokerUnavailable):
             await lot.replay(Filter(), rate=1000)
     assert await depth(url, LOT) == 1
-
-
-@pytest.fixture
-def logging_restored() -> Iterator[None]:
-    """``main`` configures logging onto this test's captured stderr: undo it afterwards."""
-    saved = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    structlog.configure(**saved)
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.mark.usefixtures("logging_restored")
