@@ -158,9 +158,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(json.dumps(figures.summary()))
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def logging_restored() -> Iterator[None]:
-    """``main`` configures logging onto this test's captured stderr: undo it afterwards."""
+    """A test that runs ``main`` configures logging onto its own captured stderr, closed
+    after it: undo that for every test, so no later one logs into a closed file."""
     saved = structlog.get_config()
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level

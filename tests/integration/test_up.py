@@ -136,7 +136,9 @@ def test_up_without_a_broker_starts_its_own_node_and_leaves_nothing_behind(up: U
 
 @pytest.mark.parametrize(("moment", "after"), [
     (NODE, 1.5),                                # the node is booting
-    (re.compile(r"broker amqp://\S+: private node"), 1.5),  # the services are starting
+    # the services are starting: they take seconds (three Python processes made ready in
+    # turn), so a moment after the broker is named they are still on their way
+    (re.compile(r"broker amqp://\S+: private node"), 0.2),
 ], ids=["while-the-node-boots", "while-the-services-start"])
 def test_a_ctrl_c_while_starting_stops_what_was_started_without_a_traceback(
     up: Up, moment: re.Pattern[str], after: float
@@ -156,6 +158,7 @@ def test_a_ctrl_c_while_starting_stops_what_was_started_without_a_traceback(
     _assert_nothing_left(up, node)
 
 
+@pytest.mark.usefixtures("logging_restored")  # main() points logging at this test's stderr
 def test_up_with_no_broker_and_no_way_to_start_one_says_how_in_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
