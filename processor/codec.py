@@ -55,19 +55,14 @@ def bounded(value: str, limit: int = SHORTSTR_BYTES) -> str:
     """``value`` if it fits ``limit`` UTF-8 bytes, else its readable head and a SHA-256 of the
     whole: ``<first 160 bytes>~<40 hex>``, stable and distinct for distinct values. The original
     travels in headers and body; only AMQP's short-string fields get the bounded form."""
-    raw = value.encode("utf-8", "surrogatepass")  # a lone surrogate is hashed, not an error
-    if len(raw) <= limit and _encodable(value):
+    try:
+        raw = value.encode()
+    except UnicodeEncodeError:  # a lone surrogate: hashed, never sent as it is
+        raw, limit = value.encode("utf-8", "surrogatepass"), 0
+    if len(raw) <= limit:
         return value
     head = raw[:_KEPT_BYTES].decode("utf-8", "ignore")
     return f"{head}~{hashlib.sha256(raw).hexdigest()[:40]}"
-
-
-def _encodable(value: str) -> bool:
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def scoped_key(tenant: str, key: str) -> str:

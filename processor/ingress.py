@@ -95,8 +95,6 @@ class Ingress:
             response = self._reject(exc, tenant)
         except BrokerUnavailable as exc:
             response = self._unavailable(exc, tenant)
-        except PublishRefused as exc:  # the body was read and checked: keep it all the same
-            response = await self._refused(request, tenant, exc)
         return response
 
     async def _accept(self, request: web.Request, tenant: str) -> web.Response:
@@ -116,6 +114,13 @@ class Ingress:
         signature.verify(body, request.headers.get(signature.HEADER), config.webhook_secrets)
         if not signed:
             self._metrics.unsigned.labels(tenant=tenant).inc()
+        try:
+            return await self._keep(tenant, body, signed)
+        except PublishRefused as exc:  # read and checked: keep it all the same
+            return await self._refused(tenant, body, exc)
+
+    async def _keep(self, tenant: str, body: bytes, signed: bool) -> web.Response:
+        """Publish a checked body: the envelope to its handlers, anything else parked."""
         try:
             envelope = parse_envelope(body)
         except InvalidEnvelope as exc:
@@ -174,12 +179,10 @@ class Ingress:
                                       "message": problem}, status=202)
         return _answer(outcome, key, 202)
 
-    async def _refused(self, request: web.Request, tenant: str,
-                       exc: PublishRefused) -> web.Response:
+    async def _refused(self, tenant: str, body: bytes, exc: PublishRefused) -> web.Response:
         """A message the broker would refuse for its properties (an id or type it cannot
         encode, say): park the bare body under its hash, with the reason, in
         ``zenoti.unrouted``. Refused even so, it is a 500 naming the problem."""
-        body = await request.read()  # already read: aiohttp hands the same bytes back
         key = event_key(None, body)
         try:
             return await self._publish(
@@ -242,8 +245,8 @@ def _header(value: str | None) -> str | None:
     """A caller-chosen text as a header value: at most 1,024 characters (the whole is in the
     body; a header past the broker's frame size would cost every tenant the connection), and
     encodable (a lone UTF-16 surrogate is escaped)."""
-    if value is None:
-        return None
+    if value is None or (len(value) <= _HEADER_CHARS and value.isascii()):
+        return value  # the usual case, at no cost
     text = value if len(value) <= _HEADER_CHARS else value[:_HEADER_CHARS] + "..."
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 

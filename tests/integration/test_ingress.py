@@ -14,7 +14,7 @@ from processor.ingress import Ingress
 from processor.logs import get_logger
 from processor.metrics import Metrics
 from processor.publisher import ConfirmedPublisher
-from processor.settings import Settings, TenantSettings
+from processor.settings import BROKER_HEADER_ALLOWANCE, Settings, TenantSettings
 from processor.signature import sign
 from tests.conftest import Broker
 from tests.integration.amqp import TEST_BINDINGS, depth, drain, reset
@@ -38,12 +38,14 @@ def settings_for(url: str, **extra: object) -> Settings:
     return Settings(amqp_url=SecretStr(url), webhook_secrets=[SecretStr(SECRET)], **options)
 
 
-async def client_for(settings: Settings) -> AsyncIterator[TestClient]:
+async def client_for(settings: Settings,
+                     broker_max: int | None = None) -> AsyncIterator[TestClient]:
     metrics = Metrics()
     log = get_logger(test="ingress")
     publisher = ConfirmedPublisher(
         settings.amqp_url.get_secret_value(), log=log, metrics=metrics,
         on_connect=lambda ch: topology.declare(ch, TEST_BINDINGS), max_delay=0.5,
+        max_message_size=broker_max or settings.broker_max_message_size,
     )
     await publisher.start(wait=5)
     client = TestClient(TestServer(Ingress(settings, publisher, metrics, log).app()))
@@ -316,3 +318,21 @@ async def test_a_trailing_slash_reaches_the_tenant(client: TestClient, broker: B
     response = await client.post("/webhooks/zenoti/acme/", data=body,
                                  headers=signed(body, "acme-secret"))
     assert response.status == 202
+
+
+async def test_a_message_the_broker_would_refuse_is_named_so_never_broker_unavailable(
+    broker: Broker,
+) -> None:
+    # A broker whose limit is below the body (misconfigured against MAX_BODY_BYTES): the
+    # answer says what is wrong, and it is not the 503 that would have Zenoti resend forever.
+    await reset(broker.url, TEST_BINDINGS)
+    body = json.dumps({**FREEZE, "data": {"user_membership_id": "u1", "pad": "x" * 600}}).encode()
+    limit = BROKER_HEADER_ALLOWANCE + 500
+    async for client in client_for(settings_for(broker.url), broker_max=limit):
+        response = await client.post("/webhooks/zenoti", data=body, headers=signed(body))
+        assert response.status == 500
+        answer = await response.json()
+        assert answer["error"] == "publish_refused" and "max_message_size" in answer["message"]
+        small = json.dumps(FREEZE).encode()
+        assert (await client.post("/webhooks/zenoti", data=small,
+                                  headers=signed(small))).status == 202
