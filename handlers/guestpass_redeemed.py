@@ -17,7 +17,14 @@ from pydantic import BaseModel
 from processor import Context, Event, ResourceNotFound
 from schemas import enriched
 from schemas.webhooks import GuestpassRedeemedData
-from schemas.zenoti import CenterMember, CenterRef, Guest, GuestMembership, MembershipRef
+from schemas.zenoti import (
+    CenterMember,
+    CenterRef,
+    Guest,
+    GuestMembership,
+    MembershipRef,
+    membership_ref,
+)
 
 
 class GuestpassRedeemed:
@@ -57,9 +64,8 @@ def _from_member(member: CenterMember, center: str,
     plan, told = member.membership, data.membership
     ref = None
     if plan is not None:
-        kind = plan.type if isinstance(plan.type, int) else None
-        ref = MembershipRef(id=plan.id, name=plan.name or (told.name if told else None),
-                            code=plan.code, type=kind)
+        ref = membership_ref(plan)
+        ref.name = ref.name or (told.name if told else None)
     elif told is not None:
         ref = MembershipRef(id=told.id, name=told.name)
     if ref is not None:

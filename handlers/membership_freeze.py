@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from processor import Context, Event, ResourceNotFound
 from schemas.enriched import EnrichedGuest, MembershipFrozen
 from schemas.webhooks import MembershipFreezeData
-from schemas.zenoti import CenterMember, Guest, GuestMembership, Invoice, MembershipRef
+from schemas.zenoti import CenterMember, Guest, GuestMembership, Invoice, membership_ref
 
 
 class MembershipFreeze:
@@ -70,9 +70,7 @@ def _from_member(member: CenterMember, data: MembershipFreezeData) -> GuestMembe
         recurrence_status=data.recurrence_status, expiry_date=data.expiry_date,
         member_code=data.member_code, next_collection_date=data.next_collection_date,
         center=data.center, freeze=data.freeze,
-        membership=None if plan is None else MembershipRef(
-            id=plan.id, name=plan.name, code=plan.code,
-            type=plan.type if isinstance(plan.type, int) else None),
+        membership=None if plan is None else membership_ref(plan),
     )
 
 

@@ -117,7 +117,7 @@ class Dispatcher:
                                  ) from None
 
     def _tenant_of(self, message: AbstractIncomingMessage) -> str:
-        tenant = _header(message.headers, "tenant") or "default"
+        tenant = _header(message.headers, "tenant") or DEFAULT_TENANT
         if tenant not in self._tenants:
             raise PermanentError(f"tenant {tenant!r} is not configured in this worker")
         return tenant

@@ -52,6 +52,7 @@ __all__ = [
     "SalesAccrualReport",
     "SalesRow",
     "ZenotiId",
+    "membership_ref",
 ]
 
 # A GUID in practice; an empty id would turn ``/v1/invoices/{id}`` into another endpoint.
@@ -246,6 +247,13 @@ class MemberMembership(_Resource):
     name: str | None = None
     type: int | str | None = None  # a string in this table, an int elsewhere
     version_id: str | None = None
+
+
+def membership_ref(plan: MemberMembership) -> MembershipRef:
+    """The membership a center's member row names, as the guest lists name one (a type the
+    row gives as a name is left out: the lists type it as a number)."""
+    kind = plan.type if isinstance(plan.type, int) else None
+    return MembershipRef(id=plan.id, name=plan.name, code=plan.code, type=kind)
 
 
 class CenterMember(_Resource):

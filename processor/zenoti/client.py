@@ -36,7 +36,6 @@ retries included, lasts at most ``(retries + 1) * (short_wait + deadline)`` plus
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import math
 import random
@@ -61,7 +60,7 @@ from processor.metrics import Metrics
 from processor.zenoti.budget import Budget
 from processor.zenoti.cache import KINDS, ApiCache, Body, Kind, MemoryCache
 from processor.zenoti.coalesce import Coalescer
-from processor.zenoti.snapshots import Page, Snapshots
+from processor.zenoti.snapshots import Found, Page, Snapshots
 from schemas import zenoti as api
 
 __all__ = ["ZenotiClient"]
@@ -138,31 +137,29 @@ class ZenotiClient:
         ``None`` when no snapshot serves (then ask with point look-ups)."""
         found = None if self.snapshots is None else await self.snapshots.find(
             "members", user_membership_id, center_id)
-        if found is None:
-            return None
-        try:
-            return api.CenterMember.model_validate(found.row), found.center
-        except ValidationError:
-            self._metrics.snapshot_lookups.labels(kind="members", result="unexpected_shape").inc()
-            return None
+        member = self._row(found, "members", api.CenterMember)
+        return None if member is None or found is None else (member, found.center)
 
     async def guest(self, guest_id: str, center_id: str | None = None) -> api.Guest:
         """The guest from a center's snapshot when one serves, else ``GET /v1/guests/{id}``."""
-        if self.snapshots is not None:
-            found = await self.snapshots.find("guests", guest_id, center_id)
-            if found is not None:
-                with contextlib.suppress(ValidationError):
-                    return api.Guest.model_validate(found.row)
-        return await self.get_guest(guest_id)
+        found = None if self.snapshots is None else await self.snapshots.find(
+            "guests", guest_id, center_id)
+        return self._row(found, "guests", api.Guest) or await self.get_guest(guest_id)
 
     async def known_guest(self, guest_id: str) -> api.Guest | None:
         """The guest if a loaded snapshot has them; never a call."""
         found = None if self.snapshots is None else await self.snapshots.peek("guests", guest_id)
+        return self._row(found, "guests", api.Guest)
+
+    def _row(self, found: Found | None, kind: str, model: type[ModelT]) -> ModelT | None:
+        """A snapshot's row as ``model``; one it does not fit is counted and left unused."""
         if found is None:
             return None
-        with contextlib.suppress(ValidationError):
-            return api.Guest.model_validate(found.row)
-        return None
+        try:
+            return model.model_validate(found.row)
+        except ValidationError:
+            self._metrics.snapshot_lookups.labels(kind=kind, result="unexpected_shape").inc()
+            return None
 
     async def snapshot_page(self, kind: str, center: str, page: int, since: float | None) -> Page:
         """One page of ``center``'s members (``GET /v1/centers/{id}/members``) or guests

@@ -55,7 +55,6 @@ FetchPage = Callable[[str, str, int, float | None], Awaitable[Page]]
 ListCenters = Callable[[], Awaitable[list[str]]]
 ANYWHERE = "*"  # the demand of events that name no center (a guest pass)
 
-KINDS = ("members", "guests")
 _REFRESH_SPACING = 60.0
 _SHAPE_BROKEN_FOR = 600.0  # a list in a shape we do not know: the kind aside this long
 _CENTER_BROKEN_FOR = 60.0  # a center whose list failed (5xx, refused): aside this long
@@ -142,6 +141,8 @@ class Snapshots:
 
     async def _centers_or_none(self) -> list[str] | None:
         assert self._centers is not None
+        if self._set_aside("centers", ""):  # asked a moment ago and failed: not again yet
+            return None
         try:
             return await self._centers()
         except (UnexpectedResponse, PermanentError, ZenotiUnavailable) as exc:
