@@ -4,7 +4,7 @@
 [--mix freeze=0.4,guestpass=0.3,package=0.3] [--mode shipped|uncached] [--workers 3]
 [--max-seconds 1800] [--window-seconds 6] [--json PATH]``
 
-The day is ``processor.sandbox.day``'s: ``--count`` deliveries about an organisation of
+The day is ``processor.dev.sandbox.day``'s: ``--count`` deliveries about an organisation of
 ``--guests`` guests over ``--centers`` centers (the sandbox serves the same one, by ``--seed``),
 most of them about a guest seen once that day, with the correlated bursts a real day has.
 ``--guests 300 --centers 3`` is the earlier benchmark's day, where each guest comes back
@@ -49,14 +49,14 @@ import redis
 
 from bench.procs import free_port
 from bench.stats import percentile
-from processor import topology
-from processor.deliveries import KNOWN_TYPES, Delivery
-from processor.devstack import wait_ready
-from processor.retry import delay_queue_name
-from processor.sandbox.day import EVEN_MIX, Day, parse_mix, plan_day
-from processor.sandbox.organisation import Organisation
+from processor.broker import topology
+from processor.dev.deliveries import KNOWN_TYPES, Delivery
+from processor.dev.stack import wait_ready
+from processor.worker.retry import delay_queue_name
+from processor.dev.sandbox.day import EVEN_MIX, Day, parse_mix, plan_day
+from processor.dev.sandbox.organisation import Organisation
 from processor.settings import DEFAULT_TENANT
-from processor.simulator import SimulatorConfig, SimulatorReport, run_simulator
+from processor.dev.simulator import SimulatorConfig, SimulatorReport, run_simulator
 
 SECRET, KEY = "bench-secret", "bench-key"
 REDIS = "redis://127.0.0.1:6379/0"

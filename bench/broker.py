@@ -19,8 +19,8 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, FieldValue
 
 from bench.workload import ROUTING_KEY, WORK_QUEUE, SignedDelivery
-from processor import topology
-from processor.deliveries import FREEZE
+from processor.broker import topology
+from processor.dev.deliveries import FREEZE
 
 VHOST = "zenoti-bench"
 URL = os.environ.get("BENCH_AMQP_URL", f"amqp://guest:guest@127.0.0.1:5672/{VHOST}")

@@ -33,10 +33,10 @@ import redis
 
 from bench.api_budget import collector
 from bench.procs import free_port
-from processor.deliveries import build_deliveries
-from processor.devstack import wait_ready
-from processor.sandbox.organisation import Organisation
-from processor.simulator import SimulatorConfig, run_simulator
+from processor.dev.deliveries import build_deliveries
+from processor.dev.stack import wait_ready
+from processor.dev.sandbox.organisation import Organisation
+from processor.dev.simulator import SimulatorConfig, run_simulator
 
 SECRET, KEY = "bench-secret", "bench-key"
 WINDOW, CALLS = 6.0, 60

@@ -1,6 +1,6 @@
 """The one workload of every scenario: signed ``Guest.Membership.Freeze`` deliveries of 1.5 KB.
 
-The bodies come from the simulator's generator (``processor.deliveries``), so they are what the
+The bodies come from the simulator's generator (``processor.dev.deliveries``), so they are what the
 project's own tools send; each gets a unique ``event_id`` (the ingress answers a repeated one
 200 without publishing, which would flatter it) and is padded to ``BODY_BYTES`` with a ``notes``
 field inside ``data`` (kept by the schema's ``extra="allow"``, so it is parsed like any field).
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from processor.deliveries import FREEZE, build_deliveries
-from processor.sandbox.organisation import Organisation
-from processor.signature import sign
+from processor.dev.deliveries import FREEZE, build_deliveries
+from processor.dev.sandbox.organisation import Organisation
+from processor.ingress.signature import sign
 
 SECRET = "bench-webhook-secret"
 BODY_BYTES = 1500

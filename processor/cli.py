@@ -10,10 +10,14 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from processor import devstack, dlq, logs, plugins, services, tap
+from processor import logs
+from processor import wiring as services
+from processor.dev import stack as devstack
+from processor.dev.sandbox.cli import add_sandbox_parser, add_simulate_parser
 from processor.errors import ConfigError
-from processor.sandbox.cli import add_sandbox_parser, add_simulate_parser
+from processor.ops import dlq, tap
 from processor.settings import Settings
+from processor.worker import plugins
 
 Command = Callable[[argparse.Namespace, Settings], int]
 

@@ -34,6 +34,10 @@ Messages never contain secrets.
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
+_MAX_LISTED = 5
+
 
 class ZenotiEventsError(Exception):
     """Root of every error this package raises on purpose."""
@@ -166,3 +170,14 @@ class HandlerTimeout(TransientError):
     """A handler's ``handle`` did not finish within its deadline; the message is retried."""
 
     reason = "handler_timeout"
+
+
+def describe(exc: ValidationError) -> str:
+    """A short, human message naming each failing field (at most five): what every bad-input
+    error says, so the ingress, the worker and the Zenoti client name a problem the same way."""
+    parts = []
+    for error in exc.errors()[:_MAX_LISTED]:
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        parts.append(f"{where}: {error['msg']}")
+    more = exc.error_count() - _MAX_LISTED
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")

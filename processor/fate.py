@@ -17,8 +17,8 @@ nothing                                  ``ACK``          handled; the output wa
 anything else (a bug, a broker error)    ``RETRY``        never lose a message to a surprise
 =======================================  ===============  =====================================
 
-Everything else (``processor.dispatch``, ``processor.retry``) reads the ``Fate``'s fields, never
-its ``reason``: that slug is for people and metrics.
+Everything else (``processor.worker.dispatch``, ``processor.worker.retry``) reads the
+``Fate``'s fields, never its ``reason``: that slug is for people and metrics.
 """
 
 from __future__ import annotations

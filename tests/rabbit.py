@@ -1,7 +1,7 @@
 """Private RabbitMQ nodes, for the tests that break a broker.
 
 A test that stops, restarts or alarms a broker must never do it to the broker a developer runs
-for other work (``rabbit@<host>`` on 5672). ``PrivateNode`` is ``processor.devbroker``'s node
+for other work (``rabbit@<host>`` on 5672). ``PrivateNode`` is ``processor.dev.broker``'s node
 (the one ``zenoti-events up`` starts when no broker answers: the installed ``rabbitmq-server``
 with its own name, ports, data and Erlang cookie in a temporary directory removed at the end),
 plus the faults. Every command names it (``rabbitmqctl -n``) and carries its cookie, which no
@@ -38,8 +38,8 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractConnection
 
-from processor import devbroker
-from processor.devbroker import NodeError, quiet_port
+from processor.dev import broker as devbroker
+from processor.dev.broker import NodeError, quiet_port
 
 __all__ = ["DISK_DEFAULT", "MEMORY_DEFAULT", "SCRIPTS_ENV", "NodeError", "PrivateNode",
            "SharedBrokerWatch", "find_scripts", "quiet_port", "shared_status"]

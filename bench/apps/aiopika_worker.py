@@ -23,7 +23,7 @@ from bench.apps import loop
 from bench.apps.handler import HANDLER, OUTPUT_KEY, enrich
 from bench.broker import URL
 from bench.workload import WORK_QUEUE
-from processor.topology import ENRICHED
+from processor.broker.topology import ENRICHED
 from schemas.envelope import Envelope
 from schemas.webhooks import MembershipFreezeData
 

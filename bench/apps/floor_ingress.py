@@ -19,7 +19,7 @@ from aiohttp import web
 from bench.apps import loop
 from bench.broker import URL
 from bench.workload import ROUTING_KEY
-from processor.topology import EVENTS
+from processor.broker.topology import EVENTS
 
 EXCHANGE = web.AppKey("exchange", AbstractExchange)
 

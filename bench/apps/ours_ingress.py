@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 
 from bench.apps import loop
-from processor import cli, logs, services
+from processor import cli, logs
+from processor import wiring as services
 from processor.settings import Settings
 
 

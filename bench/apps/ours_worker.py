@@ -17,7 +17,9 @@ from collections.abc import Sequence
 from importlib.metadata import EntryPoint
 
 from bench.apps import loop
-from processor import cli, logs, plugins, services
+from processor import cli, logs
+from processor.worker import plugins
+from processor import wiring as services
 from processor.handler import ENTRY_POINT_GROUP
 from processor.settings import Settings
 

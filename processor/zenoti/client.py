@@ -27,7 +27,7 @@ A failed call is retried in place, at most ``retries`` times, when that is cheap
 a timeout or a connection error (short jittered backoff), and after a 429 whose
 ``Retry-After`` is at most ``short_wait`` seconds (the budget holds every call of the tenant
 until then). Longer waits raise, so the message waits in a delay queue instead of holding a
-prefetch slot (``processor.retry``). Every attempt waits at most ``short_wait`` for a token
+prefetch slot (``processor.worker.retry``). Every attempt waits at most ``short_wait`` for a token
 (a short 429 pause included) and ``deadline`` for its answer, so the API part of one call,
 retries included, lasts at most ``(retries + 1) * (short_wait + deadline)`` plus the backoffs
 ``backoff * 1.5 * (2**retries - 1)``: 36.9 s with the default settings.
@@ -47,7 +47,6 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from processor.codec import describe
 from processor.errors import (
     BudgetExhausted,
     PermanentError,
@@ -55,6 +54,7 @@ from processor.errors import (
     ResourceNotFound,
     UnexpectedResponse,
     ZenotiUnavailable,
+    describe,
 )
 from processor.metrics import Metrics
 from processor.zenoti.budget import Budget

@@ -17,10 +17,10 @@ from typing import Any
 
 import aio_pika
 
-from processor import topology
-from processor.retry import delay_queue_name
+from processor.broker import topology
+from processor.worker.retry import delay_queue_name
 from processor.settings import DEFAULT_TENANT
-from processor.simulator import SimulatorReport
+from processor.dev.simulator import SimulatorReport
 from tests.integration.amqp import DEFAULT_TIERS, channel
 from tests.integration.processes import Stack
 

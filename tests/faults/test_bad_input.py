@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from processor.signature import sign
+from processor.ingress.signature import sign
 from tests.conftest import Broker
 from tests.faults.harness import RESULTS, Figures
 from tests.integration.processes import SECRET, Stack, stack

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from processor.deliveries import Delivery, build_deliveries
-from processor.sandbox.organisation import Organisation
-from processor.simulator import SimulatorConfig, SimulatorReport, run_simulator
+from processor.dev.deliveries import Delivery, build_deliveries
+from processor.dev.sandbox.organisation import Organisation
+from processor.dev.simulator import SimulatorConfig, SimulatorReport, run_simulator
 from tests.conftest import Broker
 from tests.faults.harness import RESULTS, FaultStack, Figures, account, reset_all, settle
 from tests.integration.processes import SECRET

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from processor import topology
-from processor.deliveries import Delivery
+from processor.broker import topology
+from processor.dev.deliveries import Delivery
 from tests.conftest import Broker
 from tests.integration.amqp import channel, depth, drain, reset
 from tests.integration.processes import SECRET, Stack

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from processor import topology
-from processor.retry import delay_queue_name
+from processor.broker import topology
+from processor.worker.retry import delay_queue_name
 from processor.settings import Settings
-from processor.topology import Binding
+from processor.broker.topology import Binding
 
 DEFAULT_TIERS = Settings.model_fields["retry_tiers"].get_default(call_default_factory=True)
 

@@ -12,15 +12,15 @@ import aio_pika
 from pydantic import BaseModel, SecretStr
 
 from processor import Context, Event, Handler
-from processor.dedupe import MemoryDeduplicator
-from processor.dispatch import Dispatcher
+from processor.worker.dedupe import MemoryDeduplicator
+from processor.worker.dispatch import Dispatcher
 from processor.logs import get_logger
 from processor.metrics import Metrics
-from processor.publisher import ConfirmedPublisher
-from processor.retry import RetryPolicy
+from processor.broker.publisher import ConfirmedPublisher
+from processor.worker.retry import RetryPolicy
 from processor.settings import RetryLimits, Settings
-from processor.topology import EVENTS, Binding
-from processor.worker import Worker
+from processor.broker.topology import EVENTS, Binding
+from processor.worker.consumer import Worker
 from processor.zenoti.clients import ZenotiClients
 from tests.integration.amqp import channel
 

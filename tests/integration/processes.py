@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from processor.devstack import wait_ready
+from processor.dev.stack import wait_ready
 
 SECRET = "e2e-webhook-secret"
 API_KEY = "e2e-api-key"

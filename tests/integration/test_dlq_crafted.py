@@ -13,7 +13,7 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
-from processor import topology
+from processor.broker import topology
 from processor.cli import main
 from tests.conftest import Broker
 from tests.integration.amqp import channel, depth, drain

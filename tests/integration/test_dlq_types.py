@@ -13,7 +13,7 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from processor import topology
+from processor.broker import topology
 from tests.conftest import Broker
 from tests.integration.amqp import TEST_BINDINGS, channel, reset
 

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from processor import topology
-from processor.deliveries import Delivery, build_deliveries
-from processor.sandbox.organisation import Organisation
+from processor.broker import topology
+from processor.dev.deliveries import Delivery, build_deliveries
+from processor.dev.sandbox.organisation import Organisation
 from tests.conftest import Broker
 from tests.integration.amqp import TEST_BINDINGS, Binding, collect, drain, listener, reset
 from tests.integration.processes import SECRET, Stack, stack

@@ -9,13 +9,13 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
-from processor import topology
-from processor.ingress import Ingress
+from processor.broker import topology
+from processor.ingress.app import Ingress
 from processor.logs import get_logger
 from processor.metrics import Metrics
-from processor.publisher import ConfirmedPublisher
+from processor.broker.publisher import ConfirmedPublisher
 from processor.settings import BROKER_HEADER_ALLOWANCE, Settings, TenantSettings
-from processor.signature import sign
+from processor.ingress.signature import sign
 from tests.conftest import Broker
 from tests.integration.amqp import TEST_BINDINGS, depth, drain, reset
 

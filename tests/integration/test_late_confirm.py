@@ -18,7 +18,7 @@ import pytest
 from processor.errors import BrokerUnavailable
 from processor.logs import get_logger
 from processor.metrics import Metrics
-from processor.publisher import _WATCH_OVERHEAD, ConfirmedPublisher
+from processor.broker.publisher import _WATCH_OVERHEAD, ConfirmedPublisher
 from tests.conftest import Broker
 from tests.integration.amqp import channel, depth
 

@@ -12,11 +12,11 @@ from datetime import UTC, datetime, timedelta
 import aio_pika
 import pytest
 
-from processor import topology
+from processor.broker import topology
 from processor.cli import main
 from processor.errors import BrokerUnavailable
-from processor.parking import Filter, ParkingLot
-from processor.topology import Binding
+from processor.ops.parking import Filter, ParkingLot
+from processor.broker.topology import Binding
 from tests.conftest import Broker
 from tests.integration.amqp import TEST_BINDINGS, channel, depth, drain, reset
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from processor import topology
+from processor.broker import topology
 from tests.conftest import Broker
 from tests.integration.amqp import collect, listener, reset
 from tests.integration.processes import Stack, stack, wait_ready

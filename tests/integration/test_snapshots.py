@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from processor import topology
-from processor.deliveries import build_deliveries
-from processor.sandbox.organisation import Organisation
+from processor.broker import topology
+from processor.dev.deliveries import build_deliveries
+from processor.dev.sandbox.organisation import Organisation
 from tests.conftest import Broker
 from tests.faults.harness import redis_url
 from tests.integration.amqp import collect, depth, listener, reset

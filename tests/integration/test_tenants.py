@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from processor import topology
-from processor.deliveries import build_deliveries
-from processor.sandbox.organisation import Organisation
+from processor.broker import topology
+from processor.dev.deliveries import build_deliveries
+from processor.dev.sandbox.organisation import Organisation
 from tests.conftest import Broker
 from tests.integration.amqp import TEST_BINDINGS, collect, listener, reset
 from tests.integration.processes import SECRET, Stack

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aio_pika
 import pytest
 
-from processor import topology
+from processor.broker import topology
 from tests.conftest import Broker
 from tests.integration.amqp import TEST_BINDINGS, channel, depth, drain, reset
 

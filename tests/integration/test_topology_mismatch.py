@@ -14,13 +14,13 @@ from collections.abc import AsyncIterator
 import pytest
 from aio_pika.abc import AbstractChannel
 
-from processor import topology
+from processor.broker import topology
 from processor.errors import TopologyMismatch
 from processor.logs import get_logger
 from processor.metrics import Metrics
-from processor.publisher import ConfirmedPublisher
+from processor.broker.publisher import ConfirmedPublisher
 from processor.settings import Settings
-from processor.topology import Binding
+from processor.broker.topology import Binding
 from tests.conftest import Broker
 from tests.integration.amqp import TEST_BINDINGS, channel, reset
 from tests.integration.processes import Stack

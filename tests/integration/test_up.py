@@ -24,7 +24,7 @@ from typing import IO
 
 import pytest
 
-from processor import devbroker
+from processor.dev import broker as devbroker
 from processor.cli import main
 from tests.integration.processes import free_port
 

@@ -12,11 +12,12 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import BaseModel
 
-from processor import Context, Event, topology
-from processor.dispatch import Dispatcher
+from processor import Context, Event
+from processor.broker import topology
+from processor.worker.dispatch import Dispatcher
 from processor.settings import Settings
-from processor.topology import Binding, queue_name
-from processor.worker import Worker
+from processor.broker.topology import Binding, queue_name
+from processor.worker.consumer import Worker
 from tests.conftest import Broker
 from tests.integration.amqp import channel, reset
 from tests.integration.inprocess import Item, send, settings_for, worker

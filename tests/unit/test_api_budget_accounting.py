@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from bench.api_budget import Result, account, summarise, tiers
-from processor.deliveries import KNOWN_TYPES
-from processor.sandbox import Organisation
-from processor.sandbox.day import parse_mix, plan_day
-from processor.simulator import SimulatorReport
+from processor.dev.deliveries import KNOWN_TYPES
+from processor.dev.sandbox import Organisation
+from processor.dev.sandbox.day import parse_mix, plan_day
+from processor.dev.simulator import SimulatorReport
 
 DAY = plan_day(Organisation.generate(3, guests=400, centers=2), 40, seed=3,
                mix=parse_mix("guestpass=0.5,package=0.5"))

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from processor.dedupe import MemoryDeduplicator, make_deduplicator
+from processor.worker.dedupe import MemoryDeduplicator, make_deduplicator
 from processor.logs import get_logger
 
 

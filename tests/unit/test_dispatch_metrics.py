@@ -6,12 +6,12 @@ from __future__ import annotations
 from pydantic import SecretStr
 
 from handlers.membership_freeze import MembershipFreeze
-from processor.dedupe import MemoryDeduplicator
-from processor.dispatch import OUTCOMES, Dispatcher
+from processor.worker.dedupe import MemoryDeduplicator
+from processor.worker.dispatch import OUTCOMES, Dispatcher
 from processor.logs import get_logger
 from processor.metrics import Metrics
-from processor.publisher import ConfirmedPublisher
-from processor.retry import RetryPolicy
+from processor.broker.publisher import ConfirmedPublisher
+from processor.worker.retry import RetryPolicy
 from processor.settings import RetryLimits, Settings
 from processor.zenoti.clients import ZenotiClients
 

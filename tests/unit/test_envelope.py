@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from processor.codec import decode_event, event_key, parse_envelope
+from processor.ingress.envelope import event_key, parse_envelope
+from processor.worker.decode import decode_event
 from processor.errors import InvalidEnvelope
 from schemas.envelope import parse_zenoti_timestamp, routing_key
 

@@ -19,7 +19,7 @@ from handlers.package_status import PackageStatus
 from processor.errors import ResourceNotFound
 from processor.handler import Context, Event, Handler
 from processor.metrics import Metrics
-from processor.plugins import check
+from processor.worker.plugins import check
 from processor.zenoti.budget import TokenBucket
 from processor.zenoti.client import ZenotiClient
 from schemas.enriched import GuestpassRedeemed as GuestpassRedeemedEvent

@@ -8,7 +8,7 @@ import pytest
 
 from processor.errors import PluginError
 from processor.handler import ENTRY_POINT_GROUP
-from processor.plugins import check, discover, load
+from processor.worker.plugins import check, discover, load
 
 SAMPLES = "tests.unit.plugin_samples"
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from processor import probes
+from processor.serving import probes
 from processor.metrics import Metrics
 
 Held = list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from aiormq.exceptions import ChannelPreconditionFailed
 
-from processor.publisher import _refused_for
+from processor.broker.publisher import _refused_for
 from processor.settings import BROKER_HEADER_ALLOWANCE, Settings
 
 TOO_LARGE = ChannelPreconditionFailed(

@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from structlog.testing import capture_logs
 
-from processor.dedupe import RedisDeduplicator
+from processor.worker.dedupe import RedisDeduplicator
 from processor.logs import Throttle, get_logger
 from processor.zenoti.cache import KINDS, RedisCache
 from processor.zenoti.shared_budget import RedisBudget

@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 
 from processor.errors import BudgetExhausted, RateLimited
 from processor.fate import Fate, Outcome, decide
-from processor.retry import ATTEMPT, FIRST_FAILURE, HISTORY, Delay, GiveUp, RetryPolicy, tier_label
+from processor.worker.retry import ATTEMPT, FIRST_FAILURE, HISTORY, Delay, GiveUp, RetryPolicy, tier_label
 from processor.settings import RetryLimits
 
 TIERS = (5.0, 30.0, 120.0, 600.0, 3600.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from processor.sandbox.budget import Budget, Grant, TokenBucket
+from processor.dev.sandbox.budget import Budget, Grant, TokenBucket
 
 
 class FakeClock:

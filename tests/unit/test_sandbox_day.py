@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from processor.deliveries import FREEZE, GUESTPASS, PACKAGE_REDEMPTION, PACKAGE_STATUS
-from processor.sandbox import Organisation
-from processor.sandbox.day import Day, apportion, parse_mix, plan_day
+from processor.dev.deliveries import FREEZE, GUESTPASS, PACKAGE_REDEMPTION, PACKAGE_STATUS
+from processor.dev.sandbox import Organisation
+from processor.dev.sandbox.day import Day, apportion, parse_mix, plan_day
 
 BIG = Organisation.generate(1, guests=20_000, centers=20)
 DAY = plan_day(BIG, 5000, seed=1)

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from processor.sandbox.faults import ERROR_STATUSES, Fault, Faults
+from processor.dev.sandbox.faults import ERROR_STATUSES, Fault, Faults
 
 
 def test_no_rates_means_no_faults() -> None:

@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from processor.sandbox import Organisation, SandboxConfig, SandboxServer
-from processor.sandbox.lists import NOW
-from processor.sandbox.organisation import BASE_DATE
+from processor.dev.sandbox import Organisation, SandboxConfig, SandboxServer
+from processor.dev.sandbox.lists import NOW
+from processor.dev.sandbox.organisation import BASE_DATE
 from schemas.zenoti import (
     CenterList,
     CenterMemberList,

@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from processor.sandbox import Organisation
-from processor.sandbox.organisation import BASE_DATE
+from processor.dev.sandbox import Organisation
+from processor.dev.sandbox.organisation import BASE_DATE
 
 
 def _fingerprint(org: Organisation) -> tuple[object, ...]:

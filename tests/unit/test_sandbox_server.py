@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from processor.errors import ConfigError
-from processor.sandbox import Organisation, SandboxConfig, SandboxServer, run_sandbox
+from processor.dev.sandbox import Organisation, SandboxConfig, SandboxServer, run_sandbox
 
 AUTH = {"Authorization": "apikey test-key"}
 SEED = 11

@@ -7,7 +7,7 @@ from pydantic import SecretStr
 
 from processor.errors import ConfigError
 from processor.logs import get_logger
-from processor.services import check_signing
+from processor.wiring import check_signing
 from processor.settings import DEFAULT_TENANT, Settings
 
 

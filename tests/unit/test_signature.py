@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from processor.errors import InvalidSignature
-from processor.signature import digest_of, sign, verify
+from processor.ingress.signature import digest_of, sign, verify
 
 BODY = b'{"event_type":"Invoice.Closed","data":{}}'
 SECRET = "s3cret"

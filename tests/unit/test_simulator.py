@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from processor.deliveries import (
+from processor.dev.deliveries import (
     FREEZE,
     GUESTPASS,
     KNOWN_TYPES,
@@ -23,10 +23,10 @@ from processor.deliveries import (
     build_deliveries,
 )
 from processor.errors import ConfigError
-from processor.sandbox import Organisation, SandboxConfig, SandboxServer
-from processor.sandbox.day import parse_mix, plan_day
-from processor.signature import HEADER, verify
-from processor.simulator import SimulatorConfig, SimulatorReport, run_simulator
+from processor.dev.sandbox import Organisation, SandboxConfig, SandboxServer
+from processor.dev.sandbox.day import parse_mix, plan_day
+from processor.ingress.signature import HEADER, verify
+from processor.dev.simulator import SimulatorConfig, SimulatorReport, run_simulator
 from schemas.envelope import Envelope
 
 SEED = 5

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from processor.codec import parse_envelope
+from processor.ingress.envelope import parse_envelope
 from schemas.envelope import Envelope
 from schemas.webhooks import GuestpassRedeemedData, MembershipFreezeData, PackageStatusData
 

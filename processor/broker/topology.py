@@ -1,0 +1,175 @@
+"""The RabbitMQ topology, declared idempotently by ``zenoti-events topology`` and at start-up.
+
+::
+
+    zenoti.events   topic, alternate-exchange zenoti.unrouted: routing key = normalised type
+      ├─ zenoti.h.<handler>        quorum queue per handler, bound to its event types,
+      │                            delivery limit, dead-letter exchange zenoti.dead
+      └─ (no binding matches) ──> zenoti.unrouted (fanout) ──> queue zenoti.unrouted
+    zenoti.h.<handler>.retry.<tier>   delay queues (TTL = tier) dead-lettering back to the work
+                                      queue through the default exchange (processor.worker.retry)
+    zenoti.dead     direct: zenoti.h.<handler> ──> queue zenoti.h.<handler>.dead (parking lot)
+    zenoti.enriched topic: the handlers' output, for the users' own queues; output no queue
+                    is bound for goes to zenoti.enriched.unclaimed (alternate exchange + queue)
+
+Every queue is a durable quorum queue with a dead-letter target and at-least-once
+dead-lettering, so no message leaves a queue unless a consumer acked it. Only features present
+in both RabbitMQ 3.10 and 4.x are used (quorum queues with dead-lettering, TTL and delivery
+limit; alternate exchanges). Bindings that settings no longer name are not removed: AMQP
+cannot list them; an operator unbinds them (documented in docs/architecture.md).
+
+A queue or exchange that already exists with other arguments (an older delivery limit, a
+classic queue) cannot be redeclared: the broker answers ``PRECONDITION_FAILED`` and ``declare``
+raises ``TopologyMismatch`` naming the entity and the argument. That is a configuration error:
+retrying cannot help, so every process stops on it instead of reconnecting forever.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from aio_pika import ExchangeType
+from aio_pika.abc import AbstractChannel
+from aiormq.exceptions import ChannelPreconditionFailed
+from pamqp.common import FieldTable
+
+from processor.errors import TopologyMismatch
+from processor.worker.retry import delay_queue_name
+from schemas.envelope import routing_key
+
+EVENTS = "zenoti.events"
+UNROUTED = "zenoti.unrouted"
+DEAD = "zenoti.dead"
+ENRICHED = "zenoti.enriched"
+UNCLAIMED = "zenoti.enriched.unclaimed"
+# RabbitMQ's reply to a redeclaration with other arguments, e.g. "PRECONDITION_FAILED -
+# inequivalent arg 'x-delivery-limit' for queue 'q' in vhost 'v': received '5' but current is '10'"
+_INEQUIVALENT = re.compile(
+    r"inequivalent arg '(?P<arg>[^']*)' for (?P<kind>\w+) '(?P<name>[^']*)' in vhost "
+    r"'(?P<vhost>[^']*)': received (?P<ours>.*) but current is (?P<theirs>.*)$"
+)
+# Quorum queues; dead-lettering at-least-once (RabbitMQ >= 3.10) needs reject-publish overflow.
+_SAFE_DEAD_LETTERING: FieldTable = {
+    "x-queue-type": "quorum", "x-dead-letter-strategy": "at-least-once",
+    "x-overflow": "reject-publish",
+}
+
+
+def queue_name(handler: str) -> str:
+    """The work queue of a handler."""
+    return f"zenoti.h.{handler}"
+
+
+def dead_queue_name(handler: str) -> str:
+    """The parking lot of a handler."""
+    return f"{queue_name(handler)}.dead"
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """A handler and the exact event types (as Zenoti spells them) its queue receives."""
+
+    handler: str
+    event_types: tuple[str, ...]
+
+    @property
+    def routing_keys(self) -> tuple[str, ...]:
+        return tuple(sorted({routing_key(t) for t in self.event_types}))
+
+
+async def declare(
+    channel: AbstractChannel, bindings: Sequence[Binding], *,
+    retry_tiers: Sequence[float] = (), delivery_limit: int = 10,
+) -> None:
+    """Declare every exchange, queue and binding; safe to run any number of times.
+
+    Raises ``TopologyMismatch`` if one exists with other arguments; ``channel`` is then closed
+    (the broker closes it)."""
+    try:
+        await _declare(channel, bindings, retry_tiers, delivery_limit)
+    except ChannelPreconditionFailed as exc:
+        raise mismatch(str(exc.args[0]) if exc.args else "") from exc
+
+
+def mismatch(reply_text: str) -> TopologyMismatch:
+    """The ``TopologyMismatch`` that the broker's ``PRECONDITION_FAILED`` reply describes."""
+    found = _INEQUIVALENT.search(reply_text)
+    if found is None:
+        return TopologyMismatch(f"the broker refused the topology: {reply_text}")
+    return TopologyMismatch(
+        f"{found['kind']} {found['name']!r} in vhost {found['vhost']!r} exists with "
+        f"{found['arg']} = {found['theirs']} but this process declares {found['ours']}: delete or "
+        f"migrate the {found['kind']}, or change the settings to match"
+    )
+
+
+async def _declare(
+    channel: AbstractChannel, bindings: Sequence[Binding], retry_tiers: Sequence[float],
+    delivery_limit: int,
+) -> None:
+    unrouted = await channel.declare_exchange(UNROUTED, ExchangeType.FANOUT, durable=True)
+    parked = await channel.declare_queue(UNROUTED, durable=True, arguments=_parking(UNROUTED, ""))
+    await parked.bind(unrouted)
+    events = await channel.declare_exchange(
+        EVENTS, ExchangeType.TOPIC, durable=True, arguments={"alternate-exchange": UNROUTED}
+    )
+    dead = await channel.declare_exchange(DEAD, ExchangeType.DIRECT, durable=True)
+    # Output nobody has bound a queue for yet is kept, not refused: a missing consumer must not
+    # turn every handled event into a retry.
+    unclaimed = await channel.declare_exchange(UNCLAIMED, ExchangeType.FANOUT, durable=True)
+    kept = await channel.declare_queue(UNCLAIMED, durable=True, arguments=_parking(UNCLAIMED, ""))
+    await kept.bind(unclaimed)
+    await channel.declare_exchange(
+        ENRICHED, ExchangeType.TOPIC, durable=True, arguments={"alternate-exchange": UNCLAIMED}
+    )
+    for binding in bindings:
+        work = queue_name(binding.handler)
+        queue = await channel.declare_queue(
+            work, durable=True, arguments=_work_queue(work, delivery_limit)
+        )
+        for key in binding.routing_keys:
+            await queue.bind(events, routing_key=key)
+        lot_name = dead_queue_name(binding.handler)
+        lot = await channel.declare_queue(
+            lot_name, durable=True, arguments=_parking(DEAD, lot_name)
+        )
+        await lot.bind(dead, routing_key=work)
+        await lot.bind(dead, routing_key=lot_name)
+        for seconds in retry_tiers:
+            await channel.declare_queue(
+                delay_queue_name(binding.handler, seconds), durable=True,
+                arguments=_delay_queue(work, seconds),
+            )
+
+
+def _work_queue(name: str, delivery_limit: int) -> FieldTable:
+    # Broker-side dead-lettering (the delivery limit that bounds a poison message which crashes
+    # its worker, rejections) lands in the same parking lot as the worker's own dead letters,
+    # at-least-once, so nothing is ever dropped silently.
+    return {**_SAFE_DEAD_LETTERING, "x-dead-letter-exchange": DEAD,
+            "x-dead-letter-routing-key": name, "x-delivery-limit": delivery_limit}
+
+
+def _delay_queue(work: str, seconds: float) -> FieldTable:
+    # Expired messages go back to the work queue through the default exchange.
+    return {**_SAFE_DEAD_LETTERING, "x-message-ttl": int(seconds * 1000),
+            "x-dead-letter-exchange": "", "x-dead-letter-routing-key": work}
+
+
+def _parking(exchange: str, key: str) -> FieldTable:
+    # A parking lot dead-letters into itself: RabbitMQ 4's default delivery limit on quorum
+    # queues then sends a message that was delivered too often back to the tail, not away.
+    return {**_SAFE_DEAD_LETTERING, "x-dead-letter-exchange": exchange,
+            "x-dead-letter-routing-key": key}
+
+
+def bindings_for(
+    handlers: Mapping[str, Sequence[str]], overrides: Mapping[str, Sequence[str]]
+) -> list[Binding]:
+    """Bindings of the installed handlers, with ``overrides`` replacing a handler's types."""
+    return [
+        Binding(name, tuple(overrides.get(name, types)))
+        for name, types in sorted(handlers.items())
+    ]

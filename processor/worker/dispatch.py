@@ -1,0 +1,223 @@
+"""Running one handler over the messages of its queue, and settling each by its fate.
+
+A message is acked only after the handler returned and its output was confirmed, or after its
+retry copy or dead letter was confirmed by the broker: at every instant the message exists in
+at least one queue. If even that publish fails, the message is nacked back to its queue.
+An event this handler already handled (same tenant and key, remembered by ``done``) is acked
+unrun. ``handle`` gets ``handler_timeout`` seconds; past it the message is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aio_pika.abc import AbstractIncomingMessage, HeadersType
+from pydantic import BaseModel
+from structlog.typing import FilteringBoundLogger
+
+from processor.broker.publisher import ConfirmedPublisher, headers_of
+from processor.broker.topology import DEAD, ENRICHED, queue_name
+from processor.errors import BrokerUnavailable, HandlerTimeout, PermanentError, PublishRefused
+from processor.fate import Fate, Outcome, decide
+from processor.handler import Context, Event, Handler
+from processor.message import bounded, scoped_key
+from processor.metrics import Metrics
+from processor.settings import DEFAULT_TENANT
+from processor.worker.decode import decode_event
+from processor.worker.dedupe import Deduplicator
+from processor.worker.retry import ATTEMPT, Delay, RetryPolicy
+from processor.zenoti.clients import ZenotiClients
+
+# The ``outcome`` label of ``zenoti_events_messages_total``.
+OUTCOMES = ("ok", "retry", "deferred", "dead_letter", "duplicate")
+
+
+class Dispatcher:
+    """The consumer callback of one handler's queue."""
+
+    def __init__(
+        self, handler: Handler, *, publisher: ConfirmedPublisher, clients: ZenotiClients,
+        tenants: frozenset[str], retry: RetryPolicy, done: Deduplicator, metrics: Metrics,
+        log: FilteringBoundLogger, confirm_timeout: float = 5.0, handler_timeout: float = 60.0,
+    ) -> None:
+        self.handler = handler
+        self.queue = queue_name(handler.name)
+        self._publisher = publisher
+        self._clients = clients
+        self._tenants = tenants
+        self._retry = retry
+        self._done = done
+        self._log = log
+        self._timeout = confirm_timeout
+        self._handler_timeout = handler_timeout
+        # Every child made now: a worker that hangs before its first message still shows its
+        # zeros (an alert on a rate needs the series), and labels() costs microseconds a call.
+        name = handler.name
+        self._in_flight = metrics.in_flight.labels(handler=name)
+        self._seconds = metrics.handler_seconds.labels(handler=name)
+        self._outcomes = {outcome: metrics.messages.labels(handler=name, outcome=outcome)
+                          for outcome in OUTCOMES}
+
+    async def __call__(self, message: AbstractIncomingMessage) -> None:
+        name = self.handler.name
+        started = time.perf_counter()
+        self._in_flight.inc()
+        with structlog.contextvars.bound_contextvars(
+            handler=name, event_id=message.message_id,
+            event_type=_header(message.headers, "event_type"),
+            tenant=_header(message.headers, "tenant"),
+        ):
+            try:
+                await self._process(message)
+            finally:
+                self._in_flight.dec()
+                self._seconds.observe(time.perf_counter() - started)
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
+        done_key = self._done_key(message)
+        if done_key and await self._done.seen(done_key):
+            await message.ack()
+            self._outcomes["duplicate"].inc()
+            self._log.info("message.duplicate")
+            return
+        fate = await self._run(message)
+        if fate.outcome is Outcome.ACK and done_key:
+            await self._done.remember(done_key)
+        await self._settle(message, fate)
+
+    def _done_key(self, message: AbstractIncomingMessage) -> str | None:
+        """``<handler>:<tenant>:<key>``. The ingress's message ids already start with the
+        tenant; an id from elsewhere (a hand-made or pre-upgrade message) is scoped here."""
+        message_id = message.message_id
+        if not message_id:
+            return None
+        tenant = _header(message.headers, "tenant") or DEFAULT_TENANT
+        if not message_id.startswith(f"{tenant}:"):
+            message_id = scoped_key(tenant, message_id)
+        return f"{self.handler.name}:{message_id}"
+
+    async def _run(self, message: AbstractIncomingMessage) -> Fate:
+        try:
+            tenant = self._tenant_of(message)
+            event = decode_event(message.body, self.handler.schema, message.headers, tenant)
+            await self._handle(event)
+        except Exception as exc:
+            return decide(exc)
+        return decide(None)
+
+    async def _handle(self, event: Event[Any]) -> None:
+        try:
+            async with asyncio.timeout(self._handler_timeout):
+                await self.handler.handle(event, self._context(event))
+        except TimeoutError:
+            raise HandlerTimeout(f"handle did not finish within {self._handler_timeout:g} s"
+                                 ) from None
+
+    def _tenant_of(self, message: AbstractIncomingMessage) -> str:
+        tenant = _header(message.headers, "tenant") or DEFAULT_TENANT
+        if tenant not in self._tenants:
+            raise PermanentError(f"tenant {tenant!r} is not configured in this worker")
+        return tenant
+
+    def _context(self, event: Event[Any]) -> Context:
+        async def publish(name: str, model: BaseModel) -> None:
+            await self._publisher.publish(
+                ENRICHED, name, model.model_dump_json().encode(),
+                message_id=bounded(f"{scoped_key(event.tenant, event.key)}:{self.handler.name}"
+                                   f":{name}"),
+                headers=headers_of({"tenant": event.tenant, "handler": self.handler.name,
+                                    "source_event_type": event.event_type,
+                                    "received_at": event.received_at}),
+                confirm_timeout=self._timeout,
+            )
+
+        # Lists of memberships and packages must be newer than the event (processor.zenoti.cache).
+        fresh_after = event.received_at.timestamp() if event.received_at else time.time()
+        zenoti = self._clients.for_tenant(event.tenant).bound(fresh_after)
+        return Context(zenoti=zenoti, log=self._log, publish=publish)
+
+    async def _settle(self, message: AbstractIncomingMessage, fate: Fate) -> None:
+        try:
+            rejected = False
+            try:
+                if fate.outcome is Outcome.RETRY:
+                    fate = await self._retry_or_give_up(message, fate)
+                elif fate.outcome is Outcome.DEAD_LETTER:
+                    await self._dead_letter(message, fate, message.headers)
+            except PublishRefused as exc:
+                fate, rejected = await self._refused(message, fate, exc)
+            if not rejected:
+                await message.ack()
+        except BrokerUnavailable as exc:
+            # Its copy was not confirmed: give the message back rather than risk losing it.
+            self._log.warning("message.requeued", outcome=fate.outcome.value, error=str(exc))
+            await message.nack(requeue=True)
+        # Waiting for the API budget is not a failure: counted apart from retries, and not
+        # logged per message (the budget logs its own state once per cause).
+        deferred = fate.waiting
+        label = "deferred" if deferred else fate.outcome.value
+        self._outcomes[label].inc()
+        if fate.outcome is not Outcome.ACK and not deferred:
+            self._log.warning(f"message.{fate.outcome.value}", reason=fate.reason,
+                              detail=fate.detail)
+
+    async def _refused(self, message: AbstractIncomingMessage, fate: Fate,
+                       exc: PublishRefused) -> tuple[Fate, bool]:
+        """The retry copy or dead letter itself cannot be published (its headers grew past
+        the broker's limit, say): park the message without them, and if even that is
+        refused, reject it, which the broker dead-letters into the same parking lot. Returns
+        the fate and whether the message was rejected (then it must not be acked)."""
+        parked = Fate(Outcome.DEAD_LETTER, exc.reason, f"{fate.reason}: {exc}"[:1000])
+        try:
+            await self._dead_letter(message, parked, {ATTEMPT: 1})
+        except PublishRefused:
+            await message.reject(requeue=False)
+            return parked, True
+        return parked, False
+
+    async def _retry_or_give_up(self, message: AbstractIncomingMessage, fate: Fate) -> Fate:
+        step = self._retry.plan(message.headers, fate)
+        if isinstance(step, Delay):
+            await self._republish(message, "", step.queue, step.headers)
+            return fate
+        final = Fate(Outcome.DEAD_LETTER, fate.parks_as or step.reason, fate.detail)
+        await self._dead_letter(message, final, step.headers)
+        return final
+
+    async def _dead_letter(
+        self, message: AbstractIncomingMessage, fate: Fate, headers: HeadersType
+    ) -> None:
+        parked = {**headers, **headers_of({
+            "x-zenoti-reason": fate.reason, "x-zenoti-error": fate.detail,
+            "x-zenoti-handler": self.handler.name,
+            "x-zenoti-dead-at": datetime.now(UTC).isoformat(),
+        })}
+        parked.setdefault(ATTEMPT, 1)
+        await self._republish(message, DEAD, self.queue, parked)
+
+    async def _republish(
+        self, message: AbstractIncomingMessage, exchange: str, key: str, headers: HeadersType
+    ) -> None:
+        await self._publisher.publish(
+            exchange, key, message.body, message_id=message.message_id or "",
+            headers={k: v for k, v in headers.items() if k not in _BROKER_HEADERS},
+            confirm_timeout=self._timeout,
+            content_type=message.content_type or "application/json",
+        )
+
+
+# Set by the broker on dead-lettering and redelivery; a copy is a new message and carries our
+# own history (x-zenoti-history) instead.
+_BROKER_HEADERS = frozenset({"x-death", "x-delivery-count", "x-first-death-exchange",
+                             "x-first-death-queue", "x-first-death-reason",
+                             "x-last-death-exchange", "x-last-death-queue",
+                             "x-last-death-reason"})
+
+
+def _header(headers: HeadersType, name: str) -> str | None:
+    value = headers.get(name)
+    return value.decode() if isinstance(value, bytes) else (str(value) if value else None)
