@@ -52,7 +52,7 @@ from bench.stats import percentile
 from processor.broker import topology
 from processor.dev.deliveries import KNOWN_TYPES, Delivery
 from processor.dev.stack import wait_ready
-from processor.worker.retry import delay_queue_name
+from processor.broker.topology import delay_queue_name
 from processor.dev.sandbox.day import EVEN_MIX, Day, parse_mix, plan_day
 from processor.dev.sandbox.organisation import Organisation
 from processor.settings import DEFAULT_TENANT

@@ -1,18 +1,163 @@
-"""The message contract: ids and AMQP header names, one place for every module that writes or
-reads a queued message.
+"""The message contract: ids and every AMQP header name, for each module that writes or reads a
+queued message, and ``MessageMeta``, the one typed reading of them.
 
-Ids: an event's message id is ``<tenant>:<key>``, an output's ``<tenant>:<key>:<handler>:<output>``;
-AMQP short strings (message id, routing key) hold at most 255 bytes, so longer ones are
-``bounded``: a readable head and a SHA-256 of the whole.
+Ids: an event's message id is ``<tenant>:<key>``, an output's
+``<tenant>:<key>:<handler>:<output>``. AMQP short strings (message id, routing key) hold at most
+255 bytes, so longer ones are ``bounded``: a readable head and a SHA-256 of the whole.
+
+Headers, by who writes them:
+
+=========================  ===================  ============================================
+header                     written by           holds
+=========================  ===================  ============================================
+``tenant``                 ingress, worker      the tenant the event belongs to
+``event_type``             ingress              Zenoti's event type (1,024 chars at most)
+``event_id``, ``delivery_id``  ingress          the idempotency key, the envelope's ``id``
+``received_at``            ingress              when the ingress accepted it (ISO 8601, UTC)
+``handler``, ``source_event_type``  worker      on enriched output: who made it, from what
+``x-zenoti-attempt``       worker (retry)       the attempt this copy is (1 = first)
+``x-zenoti-first-failure-at``, ``x-zenoti-history``  worker (retry)  since when, and what failed
+``x-zenoti-reason``, ``x-zenoti-error``  worker, ingress  why it was parked (slug, text)
+``x-zenoti-handler``, ``x-zenoti-dead-at``  worker  who parked it, and when
+``x-zenoti-routing-key``   dlq                  the key it was parked with, kept for replay
+``x-zenoti-replayed-at``, ``x-zenoti-replay-count``  dlq  replays of a parked message
+=========================  ===================  ============================================
+
+Readers never trust a header: ``MessageMeta.from_headers`` accepts bytes or text, and a value
+of the wrong type reads as absent, never as an exception.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aio_pika.abc import HeadersType
+
+TENANT = "tenant"
+EVENT_TYPE = "event_type"
+EVENT_ID = "event_id"
+DELIVERY_ID = "delivery_id"
+RECEIVED_AT = "received_at"
+HANDLER = "handler"
+SOURCE_EVENT_TYPE = "source_event_type"
+ATTEMPT = "x-zenoti-attempt"
+FIRST_FAILURE = "x-zenoti-first-failure-at"
+HISTORY = "x-zenoti-history"
+REASON = "x-zenoti-reason"
+ERROR = "x-zenoti-error"
+PARKED_BY = "x-zenoti-handler"
+DEAD_AT = "x-zenoti-dead-at"
+ROUTING_KEY = "x-zenoti-routing-key"
+REPLAYED_AT = "x-zenoti-replayed-at"
+REPLAY_COUNT = "x-zenoti-replay-count"
+DEATHS = "x-death"
+DELIVERY_COUNT = "x-delivery-count"
+# Set by the broker on dead-lettering and redelivery; a copy we publish is a new message and
+# carries our own history (``x-zenoti-history``) instead.
+BROKER_HEADERS = frozenset({DEATHS, DELIVERY_COUNT, "x-first-death-exchange",
+                            "x-first-death-queue", "x-first-death-reason",
+                            "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason"})
 
 # AMQP short strings (message_id, routing key) hold at most 255 bytes.
 SHORTSTR_BYTES = 255
 _KEPT_BYTES = 160
+# A caller-chosen text in a header: the whole is in the body, and a header past the broker's
+# frame size would cost every tenant the connection.
+HEADER_CHARS = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class MessageMeta:
+    """What the headers of a queued message say, typed; ``None`` where a header is absent or
+    not of its type."""
+
+    tenant: str | None = None
+    event_type: str | None = None
+    event_id: str | None = None
+    delivery_id: str | None = None
+    received_at: datetime | None = None
+    attempt: int = 1
+    first_failure_at: datetime | None = None
+    reason: str | None = None
+    error: str | None = None
+    parked_by: str | None = None
+    dead_at: datetime | None = None
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, Any] | None) -> MessageMeta:
+        """Read ``headers`` (as aio-pika gives them: bytes or text, ints, datetimes)."""
+        h = headers or {}
+        return cls(
+            tenant=text(h, TENANT), event_type=text(h, EVENT_TYPE), event_id=text(h, EVENT_ID),
+            delivery_id=text(h, DELIVERY_ID), received_at=moment(h.get(RECEIVED_AT)),
+            attempt=count(h.get(ATTEMPT)) or 1, first_failure_at=moment(h.get(FIRST_FAILURE)),
+            reason=text(h, REASON), error=text(h, ERROR), parked_by=text(h, PARKED_BY),
+            dead_at=moment(h.get(DEAD_AT)),
+        )
+
+    def to_headers(self) -> HeadersType:
+        """The headers that say this: absent fields and the first attempt are left out."""
+        values: dict[str, object] = {
+            TENANT: self.tenant, EVENT_TYPE: self.event_type, EVENT_ID: self.event_id,
+            DELIVERY_ID: self.delivery_id, RECEIVED_AT: self.received_at,
+            ATTEMPT: self.attempt if self.attempt != 1 else None,
+            FIRST_FAILURE: self.first_failure_at, REASON: self.reason, ERROR: self.error,
+            PARKED_BY: self.parked_by, DEAD_AT: self.dead_at,
+        }
+        return headers_of(values)
+
+
+def headers_of(values: Mapping[str, object]) -> HeadersType:
+    """AMQP headers from plain values: ``None`` dropped, datetimes in ISO 8601, ints and bools
+    as they are, everything else as text."""
+    out: HeadersType = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        out[key] = value if isinstance(value, str | int) else str(value)
+    return out
+
+
+def text(headers: Mapping[str, Any], name: str) -> str | None:
+    """Header ``name`` as text (bytes decoded, undecodable bytes replaced), else ``None``."""
+    value = headers.get(name)
+    if isinstance(value, bytes | bytearray):
+        return value.decode(errors="replace")
+    return None if value is None else str(value)
+
+
+def count(value: object) -> int | None:
+    """A positive int header, else ``None`` (a bool is not a count)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
+
+
+def moment(value: object) -> datetime | None:
+    """An aware UTC time from an ISO header or a datetime (naive means UTC), else ``None``."""
+    if isinstance(value, bytes | bytearray):
+        value = value.decode(errors="replace")
+    try:
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if not isinstance(value, datetime):
+            return None
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):  # not ISO; or an offset past datetime's range
+        return None
+
+
+def header_text(value: str | None) -> str | None:
+    """A caller-chosen text as a header value: at most ``HEADER_CHARS`` characters, and
+    encodable (a lone UTF-16 surrogate is escaped)."""
+    if value is None or (len(value) <= HEADER_CHARS and value.isascii()):
+        return value  # the usual case, at no cost
+    cut = value if len(value) <= HEADER_CHARS else value[:HEADER_CHARS] + "..."
+    return cut.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def bounded(value: str, limit: int = SHORTSTR_BYTES) -> str:
@@ -33,3 +178,9 @@ def scoped_key(tenant: str, key: str) -> str:
     """The message id of an event of ``tenant``: ``<tenant>:<key>``, bounded. Tenant names
     hold no ``:``, so two tenants' ids never meet however their event ids are chosen."""
     return bounded(f"{tenant}:{key}")
+
+
+def output_id(tenant: str, key: str, handler: str, output: str) -> str:
+    """The message id of a handler's output: ``<tenant>:<key>:<handler>:<output>``, bounded,
+    so a consumer of ``zenoti.enriched`` can de-duplicate."""
+    return bounded(f"{scoped_key(tenant, key)}:{handler}:{output}")

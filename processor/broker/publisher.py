@@ -39,8 +39,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aio_pika
@@ -367,16 +366,3 @@ def _refused_for(exc: aiormq.exceptions.ChannelPreconditionFailed, body: bytes) 
 
 def _reply(exc: BaseException) -> str:
     return str(exc.args[0]) if exc.args else repr(exc)
-
-
-def headers_of(values: Mapping[str, object]) -> HeadersType:
-    """AMQP headers from plain values: ``None`` dropped, datetimes in ISO 8601, everything
-    else as str/int/bool."""
-    out: HeadersType = {}
-    for key, value in values.items():
-        if value is None:
-            continue
-        if isinstance(value, datetime):
-            value = value.isoformat()
-        out[key] = value if isinstance(value, str | int | bool) else str(value)
-    return out

@@ -36,7 +36,6 @@ from aiormq.exceptions import ChannelPreconditionFailed
 from pamqp.common import FieldTable
 
 from processor.errors import TopologyMismatch
-from processor.worker.retry import delay_queue_name
 from schemas.envelope import routing_key
 
 EVENTS = "zenoti.events"
@@ -173,3 +172,15 @@ def bindings_for(
         Binding(name, tuple(overrides.get(name, types)))
         for name, types in sorted(handlers.items())
     ]
+
+
+def tier_label(seconds: float) -> str:
+    """``5`` -> ``5s``, ``120`` -> ``2m``, ``3600`` -> ``1h``: the suffix of a delay queue."""
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def delay_queue_name(handler: str, seconds: float) -> str:
+    return f"zenoti.h.{handler}.retry.{tier_label(seconds)}"

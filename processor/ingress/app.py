@@ -34,7 +34,8 @@ from prometheus_client import Counter
 from structlog.typing import FilteringBoundLogger
 
 from processor import logs
-from processor.broker.publisher import ConfirmedPublisher, headers_of
+from processor import message as m
+from processor.broker.publisher import ConfirmedPublisher
 from processor.broker.topology import EVENTS, UNROUTED
 from processor.errors import (
     BodyTimeout,
@@ -47,7 +48,7 @@ from processor.errors import (
 )
 from processor.ingress import signature
 from processor.ingress.envelope import event_key, parse_envelope
-from processor.message import scoped_key
+from processor.message import MessageMeta, header_text, headers_of, scoped_key
 from processor.metrics import Metrics
 from processor.serving import probes
 from processor.settings import DEFAULT_TENANT, Settings, TenantSettings
@@ -56,7 +57,6 @@ from schemas.envelope import routing_key
 
 WEBHOOK_PATH = "/webhooks/zenoti"
 _SHOWN = 64  # characters of a caller-chosen name (tenant path) that logs and errors show
-_HEADER_CHARS = 1024
 
 
 class Ingress:
@@ -144,15 +144,14 @@ class Ingress:
         return await self._publish(
             tenant, key, body, routing_key(event_type or "invalid"), exchange=UNROUTED,
             event_type=event_type, outcome="parked", problem=problem.message,
-            extra={"x-zenoti-reason": "invalid_envelope", "x-zenoti-error": problem.message,
-                   "x-zenoti-dead-at": datetime.now(UTC).isoformat()},
+            parked=MessageMeta(reason="invalid_envelope", error=problem.message,
+                               dead_at=datetime.now(UTC)),
         )
 
     async def _publish(
         self, tenant: str, key: str, body: bytes, key_for_routing: str, *,
         exchange: str = EVENTS, event_type: str | None = None, delivery_id: str | None = None,
-        outcome: str = "accepted", problem: str | None = None,
-        extra: dict[str, str] | None = None,
+        outcome: str = "accepted", problem: str | None = None, parked: MessageMeta | None = None,
     ) -> web.Response:
         """Publish ``body`` under the tenant-scoped id of ``key`` unless already accepted;
         202 once confirmed, 200 for a duplicate."""
@@ -163,11 +162,11 @@ class Ingress:
         started = time.perf_counter()
         await self._publisher.publish(
             exchange, key_for_routing, body, message_id=message_id,
-            headers=headers_of({
-                "tenant": tenant, "event_type": _header(event_type), "event_id": _header(key),
-                "received_at": datetime.now(UTC).isoformat(),
-                "delivery_id": _header(delivery_id), **(extra or {}),
-            }),
+            headers={**headers_of({
+                m.TENANT: tenant, m.EVENT_TYPE: header_text(event_type),
+                m.EVENT_ID: header_text(key), m.RECEIVED_AT: datetime.now(UTC).isoformat(),
+                m.DELIVERY_ID: header_text(delivery_id),
+            }), **(parked.to_headers() if parked else {})},
             confirm_timeout=self._settings.confirm_timeout,
             # Answered 503, but queued after all (a confirm late in a broker alarm): Zenoti's
             # resend must then be a duplicate, not a second event.
@@ -177,7 +176,7 @@ class Ingress:
         await self._accepted.remember(message_id)
         self._count(tenant, outcome, 202)
         if problem:  # parked: say why, as a 4xx would have
-            reason = (extra or {}).get("x-zenoti-reason", "")
+            reason = parked.reason if parked else ""
             return web.json_response({"status": outcome, "event_id": key, "reason": reason,
                                       "message": problem}, status=202)
         return _answer(outcome, key, 202)
@@ -191,7 +190,7 @@ class Ingress:
             return await self._publish(
                 tenant, key, body, "invalid", exchange=UNROUTED, outcome="parked",
                 problem=str(exc)[:300],
-                extra={"x-zenoti-reason": "publish_refused", "x-zenoti-error": str(exc)[:1000]},
+                parked=MessageMeta(reason="publish_refused", error=str(exc)[:1000]),
             )
         except (PublishRefused, BrokerUnavailable) as again:
             self._count(tenant, "publish_refused", 500)
@@ -242,16 +241,6 @@ class Ingress:
                                                     status=str(status))
             self._counters[(tenant, outcome, status)] = child
         child.inc()
-
-
-def _header(value: str | None) -> str | None:
-    """A caller-chosen text as a header value: at most 1,024 characters (the whole is in the
-    body; a header past the broker's frame size would cost every tenant the connection), and
-    encodable (a lone UTF-16 surrogate is escaped)."""
-    if value is None or (len(value) <= _HEADER_CHARS and value.isascii()):
-        return value  # the usual case, at no cost
-    text = value if len(value) <= _HEADER_CHARS else value[:_HEADER_CHARS] + "..."
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _shown(name: str) -> str:

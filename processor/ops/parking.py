@@ -31,21 +31,33 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeGuard
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, HeadersType
 
 from processor.broker.topology import EVENTS, UNROUTED, dead_queue_name, queue_name
 from processor.errors import BrokerUnavailable
+from processor.message import (
+    ATTEMPT,
+    BROKER_HEADERS,
+    DEAD_AT,
+    DEATHS,
+    ERROR,
+    FIRST_FAILURE,
+    REASON,
+    REPLAY_COUNT,
+    REPLAYED_AT,
+    ROUTING_KEY,
+    MessageMeta,
+    moment,
+    text,
+)
 from processor.settings import DEFAULT_TENANT
-from processor.worker.retry import ATTEMPT, FIRST_FAILURE
 from schemas.envelope import routing_key as routing_key_of
 
-ROUTING_KEY_HEADER = "x-zenoti-routing-key"
 # A replay starts afresh: no death, a new retry clock (else it would give up at once as old).
-_DROPPED_ON_REPLAY = frozenset({"x-zenoti-reason", "x-zenoti-error", "x-zenoti-dead-at",
-                                FIRST_FAILURE, "x-death", "x-delivery-count", ROUTING_KEY_HEADER})
+_DROPPED_ON_REPLAY = BROKER_HEADERS | {REASON, ERROR, DEAD_AT, FIRST_FAILURE, ROUTING_KEY}
 # Every property but user_id, which the broker checks against the connection's user.
 _PROPERTIES = ("content_type", "content_encoding", "delivery_mode", "priority", "type",
                "correlation_id", "reply_to", "expiration", "message_id", "timestamp", "app_id")
@@ -77,21 +89,20 @@ class ParkedMessage:
            now: datetime) -> ParkedMessage:
         """Decode ``message``, parked in the queue ``lot``."""
         headers: dict[str, Any] = dict(message.headers or {})
+        meta = MessageMeta.from_headers(headers)
         death = _death(headers, lot)
         default_reason = "unrouted" if lot == UNROUTED else "unknown"
-        dead_at = _when(_text(headers, "x-zenoti-dead-at")) or _when(death.get("time"))
-        received_at = _when(_text(headers, "received_at"))
-        since = dead_at or received_at
-        attempt = headers.get(ATTEMPT)
+        dead_at = meta.dead_at or moment(death.get("time"))
+        since = dead_at or meta.received_at
         return cls(
-            message_id=message.message_id or "", event_type=_event_type(headers, message.body),
-            reason=_text(headers, "x-zenoti-reason") or _text(death, "reason") or default_reason,
-            error=_text(headers, "x-zenoti-error") or (
-                f"{_text(death, 'reason')} by the broker in {_text(death, 'queue')}"
+            message_id=message.message_id or "",
+            event_type=meta.event_type or _body_event_type(message.body),
+            reason=meta.reason or text(death, "reason") or default_reason,
+            error=meta.error or (
+                f"{text(death, 'reason')} by the broker in {text(death, 'queue')}"
                 if death else ""),
-            attempts=attempt if _count(attempt) else 1,
-            tenant=_text(headers, "tenant") or DEFAULT_TENANT, dead_at=dead_at,
-            received_at=received_at, age=now - since if since else None,
+            attempts=meta.attempt, tenant=meta.tenant or DEFAULT_TENANT, dead_at=dead_at,
+            received_at=meta.received_at, age=now - since if since else None,
             routing_key=routing_key, size=len(message.body), headers=headers, body=message.body,
         )
 
@@ -184,14 +195,14 @@ class ParkingLot:
             message = await queue.get(fail=False, timeout=self._timeout)
             if message is None:
                 break  # someone else took messages meanwhile: nothing left to see
-            key = _text(message.headers or {}, ROUTING_KEY_HEADER) or message.routing_key or ""
+            key = text(message.headers or {}, ROUTING_KEY) or message.routing_key or ""
             parked = ParkedMessage.of(message, lot=self.queue, routing_key=key, now=now)
             try:
                 if await take(message, parked):
                     taken += 1
                 else:
                     await self._publish(_copy(message, {**message.headers,
-                                                        ROUTING_KEY_HEADER: key}), "", self.queue)
+                                                        ROUTING_KEY: key}), "", self.queue)
             except BrokerUnavailable:
                 with contextlib.suppress(aio_pika.exceptions.AMQPError, RuntimeError):
                     await message.nack(requeue=True)  # a closed channel returns it anyway
@@ -231,10 +242,10 @@ def _encodable(value: Any) -> Any:
 def _replay_headers(headers: HeadersType) -> HeadersType:
     kept = {key: value for key, value in headers.items() if key not in _DROPPED_ON_REPLAY
             and not key.startswith(("x-first-death-", "x-last-death-"))}
-    previous = headers.get("x-zenoti-replay-count")
+    previous = headers.get(REPLAY_COUNT)
     count = previous if isinstance(previous, int) and not isinstance(previous, bool) else 0
-    return {**kept, ATTEMPT: 1, "x-zenoti-replayed-at": datetime.now(UTC).isoformat(),
-            "x-zenoti-replay-count": max(count, 0) + 1}
+    return {**kept, ATTEMPT: 1, REPLAYED_AT: datetime.now(UTC).isoformat(),
+            REPLAY_COUNT: max(count, 0) + 1}
 
 
 def _original_key(parked: ParkedMessage) -> str:
@@ -250,39 +261,14 @@ _MAX_KEY = 255  # bytes in an AMQP short string
 
 def _death(headers: dict[str, Any], lot: str) -> dict[str, Any]:
     # A lot dead-letters into itself: the death that parked a message happened elsewhere.
-    recorded = headers.get("x-death")
+    recorded = headers.get(DEATHS)
     deaths = [dict(d) for d in recorded if isinstance(d, dict)] if isinstance(
         recorded, list | tuple) else []
     return next((d for d in deaths if d.get("queue") != lot), deaths[0] if deaths else {})
 
 
-def _event_type(headers: HeadersType, body: bytes) -> str:
-    if named := _text(headers, "event_type"):
-        return named
+def _body_event_type(body: bytes) -> str:
     # A body nested too deeply for the parser is not an envelope either.
     with contextlib.suppress(ValueError, AttributeError, TypeError, RecursionError):
-        return _text(json.loads(body), "event_type") or ""
+        return text(json.loads(body), "event_type") or ""
     return ""
-
-
-def _count(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-def _text(headers: HeadersType | dict[str, Any], name: str) -> str | None:
-    value = headers.get(name)
-    if isinstance(value, bytes | bytearray):
-        return value.decode(errors="replace")
-    return None if value is None else str(value)
-
-
-def _when(value: object) -> datetime | None:
-    """An aware UTC time from an ISO string or a datetime (naive means UTC), else None."""
-    with contextlib.suppress(ValueError):
-        value = datetime.fromisoformat(value) if isinstance(value, str) else value
-    if not isinstance(value, datetime):
-        return None
-    try:
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
-    except OverflowError:  # an offset that moves it past datetime's range
-        return None

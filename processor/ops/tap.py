@@ -17,6 +17,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from processor.broker import topology
 from processor.broker.topology import ENRICHED
+from processor.message import TENANT, text
 from processor.settings import Settings
 
 
@@ -67,5 +68,5 @@ def summary(message: AbstractIncomingMessage) -> str:
         who = f"{guest.get('first_name', '?')} {guest.get('last_name', '?')}"
     except (ValueError, AttributeError):
         who = "?"
-    tenant = str(message.headers.get("tenant", "?"))
+    tenant = text(message.headers, TENANT) or "?"
     return f"{message.routing_key:<34} tenant={tenant} guest={who!r} id={message.message_id}"

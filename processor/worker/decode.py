@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -11,12 +9,14 @@ from pydantic import BaseModel, ValidationError
 from processor.errors import InvalidEnvelope, InvalidPayload, describe
 from processor.handler import Event
 from processor.ingress.envelope import event_key, parse_envelope
+from processor.message import MessageMeta
 
 
 def decode_event(
-    body: bytes, schema: type[BaseModel], headers: Mapping[str, Any], tenant: str
+    body: bytes, schema: type[BaseModel], meta: MessageMeta, tenant: str
 ) -> Event[Any]:
-    """The typed event of a queued message; ``InvalidPayload`` naming the problem otherwise."""
+    """The typed event of a queued message of ``tenant`` whose headers say ``meta``;
+    ``InvalidPayload`` naming the problem otherwise."""
     try:
         envelope = parse_envelope(body)
         data = schema.model_validate(envelope.data)
@@ -31,15 +31,7 @@ def decode_event(
         data=data,
         event_timestamp=envelope.event_timestamp,
         delivery_id=envelope.id,
-        received_at=_received_at(headers),
-        attempt=int(headers.get("x-zenoti-attempt", 1)),
+        received_at=meta.received_at,
+        attempt=meta.attempt,
         source=envelope,
     )
-
-
-def _received_at(headers: Mapping[str, Any]) -> datetime | None:
-    value = headers.get("received_at")
-    try:
-        return datetime.fromisoformat(str(value)) if value else None
-    except ValueError:
-        return None

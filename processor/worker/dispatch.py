@@ -19,17 +19,18 @@ from aio_pika.abc import AbstractIncomingMessage, HeadersType
 from pydantic import BaseModel
 from structlog.typing import FilteringBoundLogger
 
-from processor.broker.publisher import ConfirmedPublisher, headers_of
+from processor import message as m
+from processor.broker.publisher import ConfirmedPublisher
 from processor.broker.topology import DEAD, ENRICHED, queue_name
 from processor.errors import BrokerUnavailable, HandlerTimeout, PermanentError, PublishRefused
 from processor.fate import Fate, Outcome, decide
 from processor.handler import Context, Event, Handler
-from processor.message import bounded, scoped_key
+from processor.message import MessageMeta, headers_of, output_id, scoped_key
 from processor.metrics import Metrics
 from processor.settings import DEFAULT_TENANT
 from processor.worker.decode import decode_event
 from processor.worker.dedupe import Deduplicator
-from processor.worker.retry import ATTEMPT, Delay, RetryPolicy
+from processor.worker.retry import Delay, RetryPolicy
 from processor.zenoti.clients import ZenotiClients
 
 # The ``outcome`` label of ``zenoti_events_messages_total``.
@@ -66,44 +67,44 @@ class Dispatcher:
         name = self.handler.name
         started = time.perf_counter()
         self._in_flight.inc()
+        meta = MessageMeta.from_headers(message.headers)
         with structlog.contextvars.bound_contextvars(
-            handler=name, event_id=message.message_id,
-            event_type=_header(message.headers, "event_type"),
-            tenant=_header(message.headers, "tenant"),
+            handler=name, event_id=message.message_id, event_type=meta.event_type,
+            tenant=meta.tenant,
         ):
             try:
-                await self._process(message)
+                await self._process(message, meta)
             finally:
                 self._in_flight.dec()
                 self._seconds.observe(time.perf_counter() - started)
 
-    async def _process(self, message: AbstractIncomingMessage) -> None:
-        done_key = self._done_key(message)
+    async def _process(self, message: AbstractIncomingMessage, meta: MessageMeta) -> None:
+        done_key = self._done_key(message, meta)
         if done_key and await self._done.seen(done_key):
             await message.ack()
             self._outcomes["duplicate"].inc()
             self._log.info("message.duplicate")
             return
-        fate = await self._run(message)
+        fate = await self._run(message, meta)
         if fate.outcome is Outcome.ACK and done_key:
             await self._done.remember(done_key)
         await self._settle(message, fate)
 
-    def _done_key(self, message: AbstractIncomingMessage) -> str | None:
+    def _done_key(self, message: AbstractIncomingMessage, meta: MessageMeta) -> str | None:
         """``<handler>:<tenant>:<key>``. The ingress's message ids already start with the
         tenant; an id from elsewhere (a hand-made or pre-upgrade message) is scoped here."""
         message_id = message.message_id
         if not message_id:
             return None
-        tenant = _header(message.headers, "tenant") or DEFAULT_TENANT
+        tenant = meta.tenant or DEFAULT_TENANT
         if not message_id.startswith(f"{tenant}:"):
             message_id = scoped_key(tenant, message_id)
         return f"{self.handler.name}:{message_id}"
 
-    async def _run(self, message: AbstractIncomingMessage) -> Fate:
+    async def _run(self, message: AbstractIncomingMessage, meta: MessageMeta) -> Fate:
         try:
-            tenant = self._tenant_of(message)
-            event = decode_event(message.body, self.handler.schema, message.headers, tenant)
+            tenant = self._tenant_of(meta)
+            event = decode_event(message.body, self.handler.schema, meta, tenant)
             await self._handle(event)
         except Exception as exc:
             return decide(exc)
@@ -117,8 +118,8 @@ class Dispatcher:
             raise HandlerTimeout(f"handle did not finish within {self._handler_timeout:g} s"
                                  ) from None
 
-    def _tenant_of(self, message: AbstractIncomingMessage) -> str:
-        tenant = _header(message.headers, "tenant") or DEFAULT_TENANT
+    def _tenant_of(self, meta: MessageMeta) -> str:
+        tenant = meta.tenant or DEFAULT_TENANT
         if tenant not in self._tenants:
             raise PermanentError(f"tenant {tenant!r} is not configured in this worker")
         return tenant
@@ -127,11 +128,10 @@ class Dispatcher:
         async def publish(name: str, model: BaseModel) -> None:
             await self._publisher.publish(
                 ENRICHED, name, model.model_dump_json().encode(),
-                message_id=bounded(f"{scoped_key(event.tenant, event.key)}:{self.handler.name}"
-                                   f":{name}"),
-                headers=headers_of({"tenant": event.tenant, "handler": self.handler.name,
-                                    "source_event_type": event.event_type,
-                                    "received_at": event.received_at}),
+                message_id=output_id(event.tenant, event.key, self.handler.name, name),
+                headers=headers_of({m.TENANT: event.tenant, m.HANDLER: self.handler.name,
+                                    m.SOURCE_EVENT_TYPE: event.event_type,
+                                    m.RECEIVED_AT: event.received_at}),
                 confirm_timeout=self._timeout,
             )
 
@@ -173,7 +173,7 @@ class Dispatcher:
         the fate and whether the message was rejected (then it must not be acked)."""
         parked = Fate(Outcome.DEAD_LETTER, exc.reason, f"{fate.reason}: {exc}"[:1000])
         try:
-            await self._dead_letter(message, parked, {ATTEMPT: 1})
+            await self._dead_letter(message, parked, {m.ATTEMPT: 1})
         except PublishRefused:
             await message.reject(requeue=False)
             return parked, True
@@ -191,12 +191,10 @@ class Dispatcher:
     async def _dead_letter(
         self, message: AbstractIncomingMessage, fate: Fate, headers: HeadersType
     ) -> None:
-        parked = {**headers, **headers_of({
-            "x-zenoti-reason": fate.reason, "x-zenoti-error": fate.detail,
-            "x-zenoti-handler": self.handler.name,
-            "x-zenoti-dead-at": datetime.now(UTC).isoformat(),
-        })}
-        parked.setdefault(ATTEMPT, 1)
+        why = MessageMeta(reason=fate.reason, error=fate.detail, parked_by=self.handler.name,
+                          dead_at=datetime.now(UTC))
+        parked = {**headers, **why.to_headers()}
+        parked.setdefault(m.ATTEMPT, 1)
         await self._republish(message, DEAD, self.queue, parked)
 
     async def _republish(
@@ -204,20 +202,7 @@ class Dispatcher:
     ) -> None:
         await self._publisher.publish(
             exchange, key, message.body, message_id=message.message_id or "",
-            headers={k: v for k, v in headers.items() if k not in _BROKER_HEADERS},
+            headers={k: v for k, v in headers.items() if k not in m.BROKER_HEADERS},
             confirm_timeout=self._timeout,
             content_type=message.content_type or "application/json",
         )
-
-
-# Set by the broker on dead-lettering and redelivery; a copy is a new message and carries our
-# own history (x-zenoti-history) instead.
-_BROKER_HEADERS = frozenset({"x-death", "x-delivery-count", "x-first-death-exchange",
-                             "x-first-death-queue", "x-first-death-reason",
-                             "x-last-death-exchange", "x-last-death-queue",
-                             "x-last-death-reason"})
-
-
-def _header(headers: HeadersType, name: str) -> str | None:
-    value = headers.get(name)
-    return value.decode() if isinstance(value, bytes) else (str(value) if value else None)

@@ -40,29 +40,16 @@ from aio_pika.abc import HeadersType
 from structlog.typing import FilteringBoundLogger
 
 from processor import logs
+from processor.broker.topology import delay_queue_name
 from processor.fate import Fate
+from processor.message import ATTEMPT, FIRST_FAILURE, HISTORY, count, moment
 from processor.settings import RetryLimits
 
-ATTEMPT = "x-zenoti-attempt"
-FIRST_FAILURE = "x-zenoti-first-failure-at"
-HISTORY = "x-zenoti-history"
 _HISTORY_KEPT = 20
 _ERROR_KEPT = 300
 # Backoff doubles per attempt; past this many doublings every tier is covered anyway, and an
 # attempt count from a crafted header must not overflow the arithmetic.
 _DOUBLINGS_KEPT = 32
-
-
-def tier_label(seconds: float) -> str:
-    """``5`` -> ``5s``, ``120`` -> ``2m``, ``3600`` -> ``1h``: the suffix of a delay queue."""
-    for unit, size in (("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
-
-
-def delay_queue_name(handler: str, seconds: float) -> str:
-    return f"zenoti.h.{handler}.retry.{tier_label(seconds)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +93,7 @@ class RetryPolicy:
     ):
         """The next step for a message with ``headers`` whose last attempt ended in ``fate``."""
         now = now or datetime.now(UTC)
-        attempt = max(_int(headers.get(ATTEMPT), 1), 1)
+        attempt = count(headers.get(ATTEMPT)) or 1
         first = self._first_failure(headers.get(FIRST_FAILURE), now)
         updated = {
             **headers, ATTEMPT: attempt + 1, FIRST_FAILURE: first.isoformat(),
@@ -122,7 +109,7 @@ class RetryPolicy:
         return Delay(delay_queue_name(self.handler, seconds), seconds, updated)
 
     def _first_failure(self, value: object, now: datetime) -> datetime:
-        first = _time(value)
+        first = moment(value)
         if first is None:
             return now
         if first - now > self.clock_skew:
@@ -163,19 +150,3 @@ def _history(headers: Mapping[str, Any]) -> list[Any]:
     value = headers.get(HISTORY)
     return list(value) if isinstance(value, list | tuple) else []
 
-
-def _int(value: object, default: int) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
-
-
-def _time(value: object) -> datetime | None:
-    """An aware UTC time from an ISO header (naive means UTC), or None if it is not one."""
-    if isinstance(value, bytes):
-        value = value.decode(errors="replace")
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
-    except (ValueError, OverflowError):  # not ISO; or an offset past datetime's range
-        return None

@@ -18,7 +18,7 @@ from typing import Any
 import aio_pika
 
 from processor.broker import topology
-from processor.worker.retry import delay_queue_name
+from processor.broker.topology import delay_queue_name
 from processor.settings import DEFAULT_TENANT
 from processor.dev.simulator import SimulatorReport
 from tests.integration.amqp import DEFAULT_TIERS, channel

@@ -11,7 +11,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from processor.broker import topology
-from processor.worker.retry import delay_queue_name
+from processor.broker.topology import delay_queue_name
 from processor.settings import Settings
 from processor.broker.topology import Binding
 

@@ -10,6 +10,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from processor.ingress.envelope import event_key, parse_envelope
+from processor.message import MessageMeta
 from processor.worker.decode import decode_event
 from processor.errors import InvalidEnvelope
 from schemas.envelope import parse_zenoti_timestamp, routing_key
@@ -113,7 +114,7 @@ def test_timestamps_without_a_zone_stay_naive() -> None:
 def test_a_decoded_event_gives_its_whole_envelope_unknown_fields_included() -> None:
     body = (b'{"event_id": "e1", "event_type": "Guest.Membership.Freeze", "extra": {"a": 1},'
             b' "data": {"user_membership_id": "u"}}')
-    event = decode_event(body, _AnyData, {"tenant": "default"}, "default")
+    event = decode_event(body, _AnyData, MessageMeta(tenant="default"), "default")
     assert event.envelope["extra"] == {"a": 1}
     assert event.envelope["data"] == {"user_membership_id": "u"}
 

@@ -10,7 +10,9 @@ from structlog.testing import capture_logs
 
 from processor.errors import BudgetExhausted, RateLimited
 from processor.fate import Fate, Outcome, decide
-from processor.worker.retry import ATTEMPT, FIRST_FAILURE, HISTORY, Delay, GiveUp, RetryPolicy, tier_label
+from processor.broker.topology import tier_label
+from processor.message import ATTEMPT, FIRST_FAILURE, HISTORY
+from processor.worker.retry import Delay, GiveUp, RetryPolicy
 from processor.settings import RetryLimits
 
 TIERS = (5.0, 30.0, 120.0, 600.0, 3600.0)
