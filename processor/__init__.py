@@ -14,6 +14,7 @@ from processor.errors import (
     ZenotiUnavailable,
 )
 from processor.handler import Context, Event, Handler
+from processor.zenoti_api import ZenotiApi
 
 __all__ = [
     "Context",
@@ -25,6 +26,7 @@ __all__ = [
     "RateLimited",
     "ResourceNotFound",
     "TransientError",
+    "ZenotiApi",
     "ZenotiEventsError",
     "ZenotiUnavailable",
 ]

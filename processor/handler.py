@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, run
 
 from pydantic import BaseModel
 
+from processor.zenoti_api import ZenotiApi
 from schemas.envelope import Envelope
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
-
-    from processor.zenoti.client import ZenotiClient
 
 ENTRY_POINT_GROUP = "zenoti_events.handlers"
 
@@ -53,12 +52,15 @@ PublishFn = Callable[[str, BaseModel], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What a handler may use. ``publish(name, model)`` sends the enriched event to the
+    """What a handler may use. ``zenoti`` is the tenant's Zenoti API for this event
+    (``ZenotiApi``). ``publish(name, model)`` sends the enriched event to the
     ``zenoti.enriched`` exchange with routing key ``name`` and returns once the broker
     confirmed it; its message id is derived from the event key and handler name, so a
-    consumer can de-duplicate."""
+    consumer can de-duplicate. ``log`` is a structlog logger; the worker binds the message's
+    ids (handler, event id and type, tenant) through contextvars, so a handler logs only what
+    it adds."""
 
-    zenoti: ZenotiClient
+    zenoti: ZenotiApi
     log: FilteringBoundLogger
     publish: PublishFn
 

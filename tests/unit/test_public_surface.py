@@ -15,5 +15,5 @@ def test_the_public_surface_is_what_plugins_need() -> None:
     assert set(processor.__all__) == {
         "Context", "Event", "Handler", "HandlingError", "InvalidPayload", "PermanentError",
         "RateLimited", "ResourceNotFound", "TransientError", "ZenotiEventsError",
-        "ZenotiUnavailable",
+        "ZenotiApi", "ZenotiUnavailable",
     }
