@@ -1,12 +1,23 @@
 """The long-running processes, assembled from ``Settings``: ingress, worker, topology.
 
-Each ``run_*`` returns when ``stop`` is set, after a graceful shutdown.
+``build_ingress`` and ``build_worker`` assemble a process without starting it: no connection
+is made, and what a part says when made (a start-up warning) is said then. Every part a test
+would otherwise assemble by hand is a keyword argument, a seam: the metrics, the log, the
+publisher, the de-duplicator, the Zenoti clients (with their transport, budgets and cache),
+and, for the worker, the ``Dispatcher`` class of a handler. The worker's per-tenant API
+budgets are made at build time, so a worker without Redis says so at start-up, not at its
+first event.
+
+A built process's ``serve(stop)`` starts it, serves until ``stop`` is set, shuts down
+gracefully and closes every part it holds, made or given; ``aclose()`` closes them without
+serving. ``run_ingress`` and ``run_worker`` are the commands: build, then serve.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import aio_pika
 from aio_pika.abc import AbstractChannel
@@ -16,24 +27,188 @@ from structlog.typing import FilteringBoundLogger
 from processor.broker import topology
 from processor.broker.publisher import ConfirmedPublisher
 from processor.errors import ConfigError
+from processor.handler import Handler
 from processor.ingress.app import Ingress
 from processor.logs import get_logger
 from processor.metrics import Metrics
 from processor.serving import probes
+from processor.serving.httpserver import Server
 from processor.settings import Settings
 from processor.worker import plugins
 from processor.worker.consumer import Worker
 from processor.worker.dedupe import Deduplicator, make_deduplicator
 from processor.worker.dispatch import Dispatcher
-from processor.worker.plugins import LoadedHandler
 from processor.worker.retry import RetryPolicy
 from processor.zenoti.clients import ZenotiClients
 
 
-def bindings_of(settings: Settings, loaded: Sequence[LoadedHandler]) -> list[topology.Binding]:
-    """The queue bindings of ``loaded`` handlers, after the settings' overrides."""
+@dataclass
+class IngressProcess:
+    """An ingress built by ``build_ingress``, not yet started, and the parts it holds."""
+
+    settings: Settings
+    ingress: Ingress
+    publisher: ConfirmedPublisher
+    accepted: Deduplicator
+    metrics: Metrics
+    log: FilteringBoundLogger
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Serve deliveries until ``stop``; then turn unready, drain, and close. Raises the
+        ``ConfigError`` (a ``TopologyMismatch``) met at start-up or on a reconnection."""
+        settings = self.settings
+        try:
+            await self.publisher.start()  # a TopologyMismatch met at once ends the process here
+            server = await probes.serve(
+                self.ingress.app(), settings.ingress_host, settings.ingress_port,
+                _ingress_limits(settings), self.metrics)
+        except BaseException:
+            await self.aclose()
+            raise
+        self.log.info("ingress.listening", port=server.port, ready=self.publisher.ready)
+        try:
+            await self.publisher.until_stopped(stop)  # or a TopologyMismatch on a reconnection
+        finally:
+            await self._drain(server)
+
+    async def aclose(self) -> None:
+        """Close the publisher and the de-duplicator (``serve`` does, when it ends)."""
+        await self.publisher.close()
+        await self.accepted.aclose()
+
+    async def _drain(self, server: Server) -> None:
+        self.ingress.draining = True  # /readyz answers 503 so load balancers stop sending
+        self.log.info("ingress.draining", seconds=self.settings.ingress_drain_seconds)
+        await asyncio.sleep(self.settings.ingress_drain_seconds)
+        await server.cleanup()  # in-flight requests get ingress_shutdown_grace, no more
+        await self.aclose()
+        self.log.info("ingress.stopped")
+
+
+@dataclass
+class WorkerProcess:
+    """A worker built by ``build_worker``, not yet started, and the parts it holds."""
+
+    settings: Settings
+    worker: Worker
+    dispatchers: list[Dispatcher]
+    publisher: ConfirmedPublisher
+    clients: ZenotiClients
+    done: Deduplicator
+    metrics: Metrics
+    log: FilteringBoundLogger
+
+    @property
+    def ready(self) -> bool:
+        """Consuming every queue, with a publisher connected (what /readyz answers)."""
+        return self.worker.ready
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop``, with the probes and metrics on ``worker_metrics_port``;
+        then drain and close."""
+        try:
+            await self.publisher.start()
+            app = _probe_app(self.metrics, lambda: self.worker.ready)
+            server = await probes.serve(app, self.settings.ingress_host,
+                                        self.settings.worker_metrics_port)
+        except BaseException:
+            await self.aclose()
+            raise
+        self.log.info("worker.starting", handlers=[d.handler.name for d in self.dispatchers])
+        try:
+            await self.worker.run(stop)
+        finally:
+            await server.cleanup()
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the publisher, the Zenoti clients and the de-duplicator (``serve`` does)."""
+        await self.publisher.close()
+        await self.clients.aclose()
+        await self.done.aclose()
+
+
+def build_ingress(
+    settings: Settings, *, bindings: Sequence[topology.Binding] | None = None,
+    metrics: Metrics | None = None, log: FilteringBoundLogger | None = None,
+    publisher: ConfirmedPublisher | None = None, accepted: Deduplicator | None = None,
+) -> IngressProcess:
+    """The ingress of ``settings``; ``ConfigError`` if a tenant has no webhook secret and
+    ``allow_unsigned`` is not set. The publisher made here declares ``bindings`` (default:
+    the installed handlers') on each connection; a given ``publisher`` declares what it was
+    made to. ``accepted`` remembers the deliveries accepted (default: Redis, else memory)."""
+    log = log if log is not None else get_logger(component="ingress")
+    metrics = metrics if metrics is not None else Metrics()
+    check_signing(settings, log)
+    if publisher is None:
+        if bindings is None:
+            bindings = bindings_of(settings, [h.cls for h in plugins.discover()])
+        publisher = _ingress_publisher(settings, bindings, metrics, log)
+    if accepted is None:
+        accepted = _deduplicator(settings, "ingress", log)
+    ingress = Ingress(settings, publisher, metrics, log, accepted)
+    return IngressProcess(settings, ingress, publisher, accepted, metrics, log)
+
+
+def build_worker(
+    settings: Settings, handlers: Sequence[Handler], *, metrics: Metrics | None = None,
+    log: FilteringBoundLogger | None = None, publisher: ConfirmedPublisher | None = None,
+    clients: ZenotiClients | None = None, done: Deduplicator | None = None,
+    dispatcher_types: Mapping[str, type[Dispatcher]] | None = None,
+) -> WorkerProcess:
+    """A worker consuming the queues of ``handlers`` (one instance each). Every tenant's API
+    budget is made now, so its warning (no Redis) comes at start-up. ``done`` remembers the
+    messages handled (default: Redis, else memory); ``dispatcher_types`` maps a handler's
+    name to the ``Dispatcher`` class that runs it (default ``Dispatcher``)."""
+    log = log if log is not None else get_logger(component="worker")
+    metrics = metrics if metrics is not None else Metrics()
+    if publisher is None:
+        publisher = _worker_publisher(settings, metrics, log)
+    if clients is None:
+        clients = ZenotiClients(settings, metrics)
+    _make_budgets(settings, clients)
+    if done is None:
+        done = _deduplicator(settings, "done", log)
+    kinds = dispatcher_types or {}
+    dispatchers = [_dispatcher(settings, h, kinds.get(h.name, Dispatcher), publisher, clients,
+                               done, metrics, log) for h in handlers]
+    worker = Worker(settings, dispatchers, bindings_of(settings, handlers), publisher, log)
+    return WorkerProcess(settings, worker, dispatchers, publisher, clients, done, metrics, log)
+
+
+async def run_ingress(settings: Settings, stop: asyncio.Event) -> None:
+    """``zenoti-events ingress``: the ingress of ``settings``, served until ``stop``."""
+    await build_ingress(settings).serve(stop)
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event, enabled: Sequence[str] = ()) -> None:
+    """``zenoti-events worker``: the enabled handlers (all installed if none), served until
+    ``stop``."""
+    await build_worker(settings, installed(enabled)).serve(stop)
+
+
+def installed(enabled: Sequence[str] = ()) -> list[Handler]:
+    """One instance of each installed handler (only the ``enabled`` ones if any), checked
+    (``PluginError`` lists every problem)."""
+    return [loaded.cls() for loaded in plugins.discover(enabled or None)]
+
+
+def _make_budgets(settings: Settings, clients: ZenotiClients) -> None:
+    """Make the client of every tenant with an API key now, and with it its API budget, so
+    that what a budget says when made (no Redis: correct for one process only) is said at
+    start-up. A tenant without a key gets none: its messages are dead-lettered when they come."""
+    for name, tenant in settings.all_tenants().items():
+        if tenant.api_key.get_secret_value():
+            clients.for_tenant(name)
+
+
+def bindings_of(
+    settings: Settings, handlers: Iterable[Handler | type[Handler]]
+) -> list[topology.Binding]:
+    """The queue bindings of ``handlers`` (instances or classes), after the settings'
+    overrides."""
     return topology.bindings_for(
-        {h.name: h.cls.event_types for h in loaded}, settings.handler_event_types
+        {h.name: h.event_types for h in handlers}, settings.handler_event_types
     )
 
 
@@ -47,107 +222,11 @@ async def declare(
 
 async def declare_topology(settings: Settings) -> list[topology.Binding]:
     """Declare the whole topology once and return the bindings declared."""
-    bindings = bindings_of(settings, plugins.discover())
+    bindings = bindings_of(settings, [h.cls for h in plugins.discover()])
     connection = await aio_pika.connect(settings.amqp_url.get_secret_value(), timeout=10)
     async with connection, connection.channel() as channel:
         await declare(channel, settings, bindings)
     return bindings
-
-
-async def run_ingress(settings: Settings, stop: asyncio.Event) -> None:
-    """Serve deliveries until ``stop``; then turn unready, drain, and close."""
-    log = get_logger(component="ingress")
-    metrics = Metrics()
-    check_signing(settings, log)
-    bindings = bindings_of(settings, plugins.discover())
-    publisher = ConfirmedPublisher(
-        settings.amqp_url.get_secret_value(), log=log, metrics=metrics, name="ingress",
-        on_connect=lambda channel: declare(channel, settings, bindings),
-        max_delay=settings.reconnect_max_delay, max_message_size=settings.broker_max_message_size,
-        late_confirm_wait=settings.late_confirm_wait,
-        late_confirm_max_watchers=settings.late_confirm_max_watchers,
-        late_confirm_max_bytes=settings.late_confirm_max_bytes,
-    )
-    try:
-        await publisher.start()  # a TopologyMismatch met at once ends the process here
-    except ConfigError:
-        await publisher.close()
-        raise
-    accepted = _deduplicator(settings, "ingress", log)
-    ingress = Ingress(settings, publisher, metrics, log, accepted)
-    runner = await probes.serve(
-        ingress.app(), settings.ingress_host, settings.ingress_port,
-        probes.Limits(header_timeout=settings.ingress_header_timeout,
-                      max_connections=settings.ingress_max_connections,
-                      probe_connections=settings.ingress_probe_connections,
-                      shutdown_grace=settings.ingress_shutdown_grace),
-        metrics,
-    )
-    log.info("ingress.listening", port=settings.ingress_port, ready=publisher.ready)
-    try:
-        await publisher.until_stopped(stop)  # or a TopologyMismatch met on a reconnection
-    finally:
-        ingress.draining = True  # /readyz answers 503 so load balancers stop sending
-        log.info("ingress.draining", seconds=settings.ingress_drain_seconds)
-        await asyncio.sleep(settings.ingress_drain_seconds)
-        await runner.cleanup()  # in-flight requests get ingress_shutdown_grace, no more
-        await publisher.close()
-        await accepted.aclose()
-        log.info("ingress.stopped")
-
-
-async def run_worker(settings: Settings, stop: asyncio.Event, enabled: Sequence[str] = ()) -> None:
-    """Consume the enabled handlers' queues (all installed if none) until ``stop``."""
-    log = get_logger(component="worker")
-    metrics = Metrics()
-    loaded = plugins.discover(enabled or None)
-    publisher = ConfirmedPublisher(
-        settings.amqp_url.get_secret_value(), log=log, metrics=metrics, name="worker-publisher",
-        max_delay=settings.reconnect_max_delay, max_message_size=settings.broker_max_message_size,
-    )
-    clients = ZenotiClients(settings, metrics)
-    done = _deduplicator(settings, "done", log)
-    dispatchers = [_dispatcher(settings, h, publisher, clients, done, metrics, log)
-                   for h in loaded]
-    worker = Worker(settings, dispatchers, bindings_of(settings, loaded), publisher, log)
-    await publisher.start()
-    app = _probe_app(metrics, lambda: worker.ready)
-    runner = await probes.serve(app, settings.ingress_host, settings.worker_metrics_port)
-    log.info("worker.starting", handlers=[h.name for h in loaded])
-    try:
-        await worker.run(stop)
-    finally:
-        await runner.cleanup()
-        await publisher.close()
-        await clients.aclose()
-        await done.aclose()
-
-
-def _dispatcher(
-    settings: Settings, loaded: LoadedHandler, publisher: ConfirmedPublisher,
-    clients: ZenotiClients, done: Deduplicator, metrics: Metrics, log: FilteringBoundLogger,
-) -> Dispatcher:
-    retry = RetryPolicy(loaded.name, settings.retry_tiers, settings.retry_limits(loaded.name),
-                        clock_skew=settings.retry_clock_skew, log=log)
-    return Dispatcher(
-        loaded.cls(), publisher=publisher, clients=clients,
-        tenants=frozenset(settings.all_tenants()), retry=retry, done=done, metrics=metrics,
-        log=log, confirm_timeout=settings.confirm_timeout,
-        handler_timeout=settings.handler_timeout,
-    )
-
-
-def _deduplicator(settings: Settings, namespace: str, log: FilteringBoundLogger) -> Deduplicator:
-    url = settings.redis_url.get_secret_value() if settings.redis_url else None
-    return make_deduplicator(url, f"{settings.redis_prefix}:{namespace}",
-                             settings.dedupe_window_seconds,
-                             settings.dedupe_memory_keys, log)
-
-
-def _probe_app(metrics: Metrics, ready: Callable[[], bool]) -> web.Application:
-    app = web.Application()
-    probes.add_routes(app, metrics, ready)
-    return app
 
 
 def check_signing(settings: Settings, log: FilteringBoundLogger) -> None:
@@ -161,3 +240,61 @@ def check_signing(settings: Settings, log: FilteringBoundLogger) -> None:
     for name in unsigned:
         log.warning("tenant.unsigned", tenant=name,
                     detail="ALLOW_UNSIGNED: unsigned deliveries are accepted and counted")
+
+
+def _ingress_publisher(
+    settings: Settings, bindings: Sequence[topology.Binding], metrics: Metrics,
+    log: FilteringBoundLogger,
+) -> ConfirmedPublisher:
+    declared = list(bindings)
+    return ConfirmedPublisher(
+        settings.amqp_url.get_secret_value(), log=log, metrics=metrics, name="ingress",
+        on_connect=lambda channel: declare(channel, settings, declared),
+        max_delay=settings.reconnect_max_delay, max_message_size=settings.broker_max_message_size,
+        late_confirm_wait=settings.late_confirm_wait,
+        late_confirm_max_watchers=settings.late_confirm_max_watchers,
+        late_confirm_max_bytes=settings.late_confirm_max_bytes,
+    )
+
+
+def _worker_publisher(
+    settings: Settings, metrics: Metrics, log: FilteringBoundLogger
+) -> ConfirmedPublisher:
+    return ConfirmedPublisher(
+        settings.amqp_url.get_secret_value(), log=log, metrics=metrics, name="worker-publisher",
+        max_delay=settings.reconnect_max_delay, max_message_size=settings.broker_max_message_size,
+    )
+
+
+def _dispatcher(
+    settings: Settings, handler: Handler, kind: type[Dispatcher], publisher: ConfirmedPublisher,
+    clients: ZenotiClients, done: Deduplicator, metrics: Metrics, log: FilteringBoundLogger,
+) -> Dispatcher:
+    retry = RetryPolicy(handler.name, settings.retry_tiers, settings.retry_limits(handler.name),
+                        clock_skew=settings.retry_clock_skew, log=log)
+    return kind(
+        handler, publisher=publisher, clients=clients,
+        tenants=frozenset(settings.all_tenants()), retry=retry, done=done, metrics=metrics,
+        log=log, confirm_timeout=settings.confirm_timeout,
+        handler_timeout=settings.handler_timeout,
+    )
+
+
+def _deduplicator(settings: Settings, namespace: str, log: FilteringBoundLogger) -> Deduplicator:
+    url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    return make_deduplicator(url, f"{settings.redis_prefix}:{namespace}",
+                             settings.dedupe_window_seconds,
+                             settings.dedupe_memory_keys, log)
+
+
+def _ingress_limits(settings: Settings) -> probes.Limits:
+    return probes.Limits(header_timeout=settings.ingress_header_timeout,
+                         max_connections=settings.ingress_max_connections,
+                         probe_connections=settings.ingress_probe_connections,
+                         shutdown_grace=settings.ingress_shutdown_grace)
+
+
+def _probe_app(metrics: Metrics, ready: Callable[[], bool]) -> web.Application:
+    app = web.Application()
+    probes.add_routes(app, metrics, ready)
+    return app
