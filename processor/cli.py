@@ -10,8 +10,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from processor import logs
-from processor import wiring as services
+from processor import logs, wiring
 from processor.dev import stack as devstack
 from processor.dev.sandbox.cli import add_sandbox_parser, add_simulate_parser
 from processor.errors import ConfigError
@@ -67,15 +66,15 @@ def run_loop(main: Coroutine[Any, Any, None]) -> None:
 
 
 def _ingress(args: argparse.Namespace, settings: Settings) -> int:
-    return run_until_signalled(lambda stop: services.run_ingress(settings, stop))
+    return run_until_signalled(lambda stop: wiring.run_ingress(settings, stop))
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    return run_until_signalled(lambda stop: services.run_worker(settings, stop, args.handler))
+    return run_until_signalled(lambda stop: wiring.run_worker(settings, stop, args.handler))
 
 
 def _topology(args: argparse.Namespace, settings: Settings) -> int:
-    bindings = asyncio.run(services.declare_topology(settings))
+    bindings = asyncio.run(wiring.declare_topology(settings))
     for binding in bindings:
         print(f"zenoti.h.{binding.handler}: {', '.join(binding.routing_keys)}")
     return 0
