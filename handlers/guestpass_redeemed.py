@@ -1,7 +1,7 @@
 """``Guestpass.redeemed`` -> ``guest.guestpass.redeemed``.
 
 The webhook names the guest and the membership whose pass was used (REFERENCE 3.6) but no
-center. The centers' members lists (snapshots, ``processor.zenoti.snapshots``) say which center sold
+center. The centers' members lists (snapshots, kept by the Zenoti client) say which center sold
 that membership and whose it is (the pass's guest may be the owner's guest, not the owner);
 the webhook says the pass's counts. Where no snapshot answers, the membership is looked for
 in the guest's list at their home center, then at the center of the redemption's invoice
@@ -10,11 +10,12 @@ in the guest's list at their home center, then at the center of the redemption's
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import BaseModel
 
-from processor import Context, Event, ResourceNotFound
+from handlers import _lookup
+from processor import Context, Event
 from schemas import enriched
 from schemas.webhooks import GuestpassRedeemedData
 from schemas.zenoti import (
@@ -34,27 +35,24 @@ class GuestpassRedeemed:
     event_types: ClassVar[tuple[str, ...]] = ("Guestpass.redeemed",)
     schema: ClassVar[type[BaseModel]] = GuestpassRedeemedData
 
-    async def handle(self, event: Event[Any], ctx: Context) -> None:
+    async def handle(self, event: Event[GuestpassRedeemedData], ctx: Context) -> None:
         """The snapshots first; else two calls in turn (the guest, then their memberships at
         their home center), two more for a membership sold elsewhere (the redemption's
-        invoice, then that center)."""
-        data: GuestpassRedeemedData = event.data
-        located = await ctx.zenoti.member(data.user_membership_id, None)
+        invoice, then that center). Logs ``calls``: the API calls this event made."""
+        data, before = event.data, ctx.zenoti.calls
+        located = await _lookup.located_member(ctx, data.user_membership_id, None, data.guest_id)
         if located is not None:
-            member, center = located
-            guest = await ctx.zenoti.guest(data.guest_id, center)
-            membership = _from_member(member, center, data)
+            guest = located.guest
+            membership = _from_member(located.member, located.center, data)
         else:
             guest = await ctx.zenoti.get_guest(data.guest_id)
             membership = await _find_membership(ctx, data, guest)
-        output = enriched.GuestpassRedeemed(
-            tenant=event.tenant, event_id=event.key, event_type=event.event_type,
-            event_timestamp=event.event_timestamp, handler=self.name,
-            guest=enriched.EnrichedGuest.from_guest(guest), membership=membership,
-            guestpass=_facts(data),
+        output = enriched.GuestpassRedeemed.about(
+            event, handler=self.name, guest=enriched.EnrichedGuest.from_guest(guest),
+            membership=membership, guestpass=_facts(data),
         )
         await ctx.publish(enriched.GuestpassRedeemed.event_name, output)
-        ctx.log.info("event.enriched", calls=ctx.zenoti.calls, guest_id=data.guest_id,
+        ctx.log.info("event.enriched", calls=ctx.zenoti.calls - before, guest_id=data.guest_id,
                      user_membership_id=membership.user_membership_id, balance=data.balance)
 
 
@@ -79,36 +77,28 @@ async def _find_membership(
     ctx: Context, data: GuestpassRedeemedData, guest: Guest
 ) -> GuestMembership:
     """The redeemed membership: at the home center, else at the center of the redemption's
-    invoice when that is another one."""
+    invoice when that is another one; ``ResourceNotFound`` naming the centers searched."""
     searched: list[str] = []
     if guest.center_id:
         searched.append(guest.center_id)
-        found = _matching(await ctx.zenoti.list_memberships(data.guest_id, guest.center_id), data)
+        found = await _lookup.membership_at(ctx, data.guest_id, guest.center_id,
+                                            data.user_membership_id)
         if found is not None:
             return found
     if data.invoice_id:
         invoice = await ctx.zenoti.get_invoice(data.invoice_id)
         if invoice.center_id and invoice.center_id not in searched:
             searched.append(invoice.center_id)
-            listed = await ctx.zenoti.list_memberships(data.guest_id, invoice.center_id)
-            found = _matching(listed, data)
+            found = await _lookup.membership_at(ctx, data.guest_id, invoice.center_id,
+                                                data.user_membership_id)
             if found is not None:
                 return found
-    raise ResourceNotFound(
-        f"membership {data.user_membership_id!r} is not among the memberships of guest "
-        f"{data.guest_id!r} at centers {searched}"
-    )
-
-
-def _matching(
-    memberships: list[GuestMembership], data: GuestpassRedeemedData
-) -> GuestMembership | None:
-    """The membership whose pass was redeemed; GUIDs compared case-blind."""
-    wanted = data.user_membership_id.lower()
-    return next((m for m in memberships if m.user_membership_id.lower() == wanted), None)
+    raise _lookup.membership_not_listed(data.user_membership_id, data.guest_id,
+                                        f"centers {searched}")
 
 
 def _facts(data: GuestpassRedeemedData) -> enriched.GuestpassFacts:
+    """The redemption as the webhook reports it."""
     return enriched.GuestpassFacts(
         redemption_id=data.id, guestpass_id=data.guestpass_id, redeemed_at=data.date,
         session_id=data.session_id, invoice_id=data.invoice_id, total=data.total,

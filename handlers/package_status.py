@@ -12,14 +12,15 @@ the webhook's center (two more calls).
 from __future__ import annotations
 
 import asyncio
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import BaseModel
 
+from handlers import _lookup
 from processor import Context, Event, ResourceNotFound
 from schemas.enriched import EnrichedGuest, PackageStatusChanged
 from schemas.webhooks import PackageStatusData
-from schemas.zenoti import GuestPackage, Invoice, InvoiceGuest, InvoiceRef
+from schemas.zenoti import GuestPackage, InvoiceGuest, InvoiceRef
 
 
 class PackageStatus:
@@ -29,39 +30,49 @@ class PackageStatus:
     event_types: ClassVar[tuple[str, ...]] = ("Guest.Package.StatusUpdate",)
     schema: ClassVar[type[BaseModel]] = PackageStatusData
 
-    async def handle(self, event: Event[Any], ctx: Context) -> None:
-        """One call (the invoice); two more only when the webhook lacks the package."""
-        data: PackageStatusData = event.data
-        invoice = await ctx.zenoti.get_invoice(data.invoice_id)
-        buyer = _buyer(invoice, data)
-        guest_id = buyer.id
+    async def handle(self, event: Event[PackageStatusData], ctx: Context) -> None:
+        """One call (the invoice); two more only when the webhook lacks the package. Logs
+        ``calls``: the API calls this event made."""
+        data, before = event.data, ctx.zenoti.calls
+        what = f"package {data.user_package_id!r}"
+        buyer = await _lookup.invoice_guest(ctx, data.invoice_id, what)
         if data.package is not None:
-            known = await ctx.zenoti.known_guest(guest_id)
-            guest = (EnrichedGuest.from_guest(known) if known is not None
-                     else EnrichedGuest.from_invoice(buyer))
-            package = _from_webhook(data)
+            guest, package = await _known_guest(ctx, buyer), _from_webhook(data)
         else:
-            found, packages = await asyncio.gather(
-                ctx.zenoti.get_guest(guest_id), ctx.zenoti.list_packages(guest_id, data.center.id)
-            )
-            guest, package = EnrichedGuest.from_guest(found), _matching(packages, data, guest_id)
-        output = PackageStatusChanged(
-            tenant=event.tenant, event_id=event.key, event_type=event.event_type,
-            event_timestamp=event.event_timestamp, handler=self.name,
-            guest=guest, package=package, status=data.status,
+            guest, package = await _point_look_ups(ctx, data, buyer.id)
+        output = PackageStatusChanged.about(
+            event, handler=self.name, guest=guest, package=package, status=data.status,
             user_package_state=data.user_package_state, invoice_id=data.invoice_id,
         )
         await ctx.publish(PackageStatusChanged.event_name, output)
-        ctx.log.info("event.enriched", calls=ctx.zenoti.calls, guest_id=guest_id,
+        ctx.log.info("event.enriched", calls=ctx.zenoti.calls - before, guest_id=buyer.id,
                      user_package_id=package.user_package_id, status=data.status)
 
 
-def _buyer(invoice: Invoice, data: PackageStatusData) -> InvoiceGuest:
-    if invoice.guest is None:
+async def _known_guest(ctx: Context, buyer: InvoiceGuest) -> EnrichedGuest:
+    """The buyer as a loaded guests snapshot has them, else as the invoice names them: no
+    call either way."""
+    known = await ctx.zenoti.known_guest(buyer.id)
+    if known is None:
+        return EnrichedGuest.from_invoice(buyer)
+    return EnrichedGuest.from_guest(known)
+
+
+async def _point_look_ups(
+    ctx: Context, data: PackageStatusData, guest_id: str
+) -> tuple[EnrichedGuest, GuestPackage]:
+    """The guest and their series packages at the webhook's center, at once;
+    ``ResourceNotFound`` if the package is not among them."""
+    guest, package = await asyncio.gather(
+        ctx.zenoti.get_guest(guest_id),
+        _lookup.package_at(ctx, guest_id, data.center.id, data.user_package_id),
+    )
+    if package is None:
         raise ResourceNotFound(
-            f"invoice {invoice.id!r} of package {data.user_package_id!r} names no guest"
+            f"package {data.user_package_id!r} is not among the series packages of guest "
+            f"{guest_id!r} at center {data.center.id!r}"
         )
-    return invoice.guest
+    return EnrichedGuest.from_guest(guest), package
 
 
 def _from_webhook(data: PackageStatusData) -> GuestPackage:
@@ -71,16 +82,4 @@ def _from_webhook(data: PackageStatusData) -> GuestPackage:
         user_package_id=data.user_package_id, status=data.status,
         user_package_state=data.user_package_state, package=data.package, center=data.center,
         invoice=InvoiceRef.model_validate(invoice.model_dump()) if invoice else None,
-    )
-
-
-def _matching(packages: list[GuestPackage], data: PackageStatusData, guest_id: str) -> GuestPackage:
-    """The guest's package the webhook is about; GUIDs compared case-blind."""
-    wanted = data.user_package_id.lower()
-    for package in packages:
-        if package.user_package_id.lower() == wanted:
-            return package
-    raise ResourceNotFound(
-        f"package {data.user_package_id!r} is not among the series packages of guest "
-        f"{guest_id!r} at center {data.center.id!r}"
     )

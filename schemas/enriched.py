@@ -9,7 +9,7 @@ counts, package status). ``event_name`` is the routing key a consumer binds to.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar, Protocol, Self
 
 from pydantic import BaseModel
 
@@ -31,6 +31,7 @@ __all__ = [
     "GuestpassRedeemed",
     "MembershipFrozen",
     "PackageStatusChanged",
+    "SourceEvent",
 ]
 
 
@@ -60,13 +61,29 @@ class EnrichedGuest(BaseModel):
             home_center=home,
         )
 
-
     @classmethod
     def from_invoice(cls, guest: InvoiceGuest) -> EnrichedGuest:
         """The guest block of an invoice (``GET /v1/invoices/{id}``): name and email, no
         phone or home center; used where asking for the guest would cost a call."""
         return cls(id=guest.id, first_name=guest.first_name, last_name=guest.last_name,
                    email=guest.email)
+
+
+class SourceEvent(Protocol):
+    """The webhook event an enriched event is about: what ``processor.Event`` carries (named
+    here as a protocol, so that ``schemas`` imports nothing of ``processor``)."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def event_type(self) -> str: ...
+
+    @property
+    def tenant(self) -> str: ...
+
+    @property
+    def event_timestamp(self) -> datetime | None: ...
 
 
 class EnrichedEvent(BaseModel):
@@ -81,6 +98,23 @@ class EnrichedEvent(BaseModel):
     event_timestamp: datetime | None = None
     handler: str
     guest: EnrichedGuest
+
+    @classmethod
+    def about(
+        cls, event: SourceEvent, *, handler: str, guest: EnrichedGuest, **fields: Any
+    ) -> Self:
+        """This kind of enriched event about ``event``, made by ``handler``: the webhook's
+        identity (``tenant``, ``event.key`` as ``event_id``, ``event_type``,
+        ``event_timestamp``), ``handler`` and ``guest`` set here, ``fields`` the kind's own.
+        A name the kind has no field for raises ``TypeError`` (the model would drop it
+        silently); a value it does not accept, pydantic's ``ValidationError``."""
+        unknown = sorted(fields.keys() - cls.model_fields.keys())
+        if unknown:
+            raise TypeError(f"{cls.__name__} has no field {', '.join(unknown)}")
+        return cls(
+            tenant=event.tenant, event_id=event.key, event_type=event.event_type,
+            event_timestamp=event.event_timestamp, handler=handler, guest=guest, **fields,
+        )
 
 
 class MembershipFrozen(EnrichedEvent):
