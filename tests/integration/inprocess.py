@@ -5,23 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import aio_pika
 from pydantic import BaseModel, SecretStr
 
 from processor import Context, Event, Handler
+from processor.broker.topology import EVENTS, Binding
+from processor.logs import get_logger
+from processor.settings import RetryLimits, Settings
+from processor.wiring import WorkerProcess, build_worker
 from processor.worker.dedupe import MemoryDeduplicator
 from processor.worker.dispatch import Dispatcher
-from processor.logs import get_logger
-from processor.metrics import Metrics
-from processor.broker.publisher import ConfirmedPublisher
-from processor.worker.retry import RetryPolicy
-from processor.settings import RetryLimits, Settings
-from processor.broker.topology import EVENTS, Binding
-from processor.worker.consumer import Worker
-from processor.zenoti.clients import ZenotiClients
 from tests.integration.amqp import channel
 
 
@@ -62,42 +58,33 @@ def settings_for(url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {"amqp_url": SecretStr(url), "api_key": SecretStr("k"),
                               "retry_tiers": [0.3, 0.6],
                               "retry": RetryLimits(max_attempts=3, max_age_seconds=60),
-                              "prefetch": 8, "shutdown_grace": 5.0, "reconnect_max_delay": 0.5}
+                              "prefetch": 8, "shutdown_grace": 5.0, "reconnect_max_delay": 0.5,
+                              "worker_metrics_port": 0}  # any free port: runs may overlap
     return Settings(**{**values, **overrides})
 
 
 @contextlib.asynccontextmanager
 async def worker(settings: Settings, handlers: Sequence[Handler],
-                 bindings: Sequence[Binding] = BINDINGS,
-                 kinds: Sequence[type[Dispatcher]] = ()) -> AsyncIterator[Worker]:
-    """A ``Worker`` running ``handlers`` in this event loop, ready; stopped after. ``kinds``
-    may give a ``Dispatcher`` subclass per handler (a test's own misbehaving one)."""
-    log, metrics = get_logger(test="worker"), Metrics()
-    url = settings.amqp_url.get_secret_value()
-    publisher = ConfirmedPublisher(url, log=log, metrics=metrics, max_delay=0.5,
-                                   max_message_size=settings.broker_max_message_size)
-    clients = ZenotiClients(settings, metrics)
-    done = MemoryDeduplicator(60, 1000)
-    classes = list(kinds) or [Dispatcher] * len(handlers)
-    dispatchers = [kind(
-        h, publisher=publisher, clients=clients, tenants=frozenset(settings.all_tenants()),
-        retry=RetryPolicy(h.name, settings.retry_tiers, settings.retry_limits(h.name)),
-        done=done, metrics=metrics, log=log, handler_timeout=settings.handler_timeout)
-        for kind, h in zip(classes, handlers, strict=True)]
-    running = Worker(settings, dispatchers, bindings, publisher, log)
-    await publisher.start()
+                 kinds: Mapping[str, type[Dispatcher]] | None = None,
+                 ) -> AsyncIterator[WorkerProcess]:
+    """The worker ``build_worker`` makes of ``handlers``, served in this event loop, ready;
+    stopped after. ``kinds`` may map a handler's name to a ``Dispatcher`` subclass (a test's
+    own misbehaving one). Duplicates are remembered in memory: never in a Redis that outlives
+    the run."""
+    built = build_worker(settings, handlers, log=get_logger(test="worker"),
+                         done=MemoryDeduplicator(60, 1000), dispatcher_types=kinds)
     stop = asyncio.Event()
-    task = asyncio.create_task(running.run(stop))
+    task = asyncio.create_task(built.serve(stop))
     try:
         async with asyncio.timeout(10):
-            while not running.ready:
+            while not built.ready:
+                if task.done():
+                    await task  # its error, rather than a wait until the timeout
                 await asyncio.sleep(0.02)
-        yield running
+        yield built
     finally:
         stop.set()
         await task
-        await publisher.close()
-        await clients.aclose()
 
 
 async def send(url: str, event_type: str, key: str, data: dict[str, Any],

@@ -14,10 +14,10 @@ from pydantic import BaseModel
 
 from processor import Context, Event
 from processor.broker import topology
-from processor.worker.dispatch import Dispatcher
-from processor.settings import Settings
 from processor.broker.topology import Binding, queue_name
-from processor.worker.consumer import Worker
+from processor.settings import Settings
+from processor.wiring import WorkerProcess
+from processor.worker.dispatch import Dispatcher
 from tests.conftest import Broker
 from tests.integration.amqp import channel, reset
 from tests.integration.inprocess import Item, send, settings_for, worker
@@ -57,8 +57,8 @@ class AckingAnUnknownTag(Dispatcher):
         await super().__call__(message)
 
 
-def running_worker(settings: Settings) -> contextlib.AbstractAsyncContextManager[Worker]:
-    return worker(settings, [Alpha(), Beta()], BINDINGS, kinds=[AckingAnUnknownTag, Dispatcher])
+def running_worker(settings: Settings) -> contextlib.AbstractAsyncContextManager[WorkerProcess]:
+    return worker(settings, [Alpha(), Beta()], kinds={"alpha": AckingAnUnknownTag})
 
 
 def consumer_tags(vhost: str) -> dict[str, str]:
