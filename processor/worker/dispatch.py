@@ -15,12 +15,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from aio_pika.abc import AbstractIncomingMessage, HeadersType
 from pydantic import BaseModel
 from structlog.typing import FilteringBoundLogger
 
 from processor import message as m
-from processor.broker.publisher import ConfirmedPublisher
+from processor.broker.protocols import Headers, IncomingMessage, Publisher
 from processor.broker.topology import DEAD, ENRICHED, queue_name
 from processor.errors import BrokerUnavailable, HandlerTimeout, PermanentError, PublishRefused
 from processor.fate import Fate, Outcome, decide
@@ -41,7 +40,7 @@ class Dispatcher:
     """The consumer callback of one handler's queue."""
 
     def __init__(
-        self, handler: Handler, *, publisher: ConfirmedPublisher, clients: ZenotiClients,
+        self, handler: Handler, *, publisher: Publisher, clients: ZenotiClients,
         tenants: frozenset[str], retry: RetryPolicy, done: Deduplicator, metrics: Metrics,
         log: FilteringBoundLogger, confirm_timeout: float = 5.0, handler_timeout: float = 60.0,
     ) -> None:
@@ -63,7 +62,7 @@ class Dispatcher:
         self._outcomes = {outcome: metrics.messages.labels(handler=name, outcome=outcome)
                           for outcome in OUTCOMES}
 
-    async def __call__(self, message: AbstractIncomingMessage) -> None:
+    async def __call__(self, message: IncomingMessage) -> None:
         name = self.handler.name
         started = time.perf_counter()
         self._in_flight.inc()
@@ -78,7 +77,7 @@ class Dispatcher:
                 self._in_flight.dec()
                 self._seconds.observe(time.perf_counter() - started)
 
-    async def _process(self, message: AbstractIncomingMessage, meta: MessageMeta) -> None:
+    async def _process(self, message: IncomingMessage, meta: MessageMeta) -> None:
         done_key = self._done_key(message, meta)
         if done_key and await self._done.seen(done_key):
             await message.ack()
@@ -90,7 +89,7 @@ class Dispatcher:
             await self._done.remember(done_key)
         await self._settle(message, fate)
 
-    def _done_key(self, message: AbstractIncomingMessage, meta: MessageMeta) -> str | None:
+    def _done_key(self, message: IncomingMessage, meta: MessageMeta) -> str | None:
         """``<handler>:<tenant>:<key>``. The ingress's message ids already start with the
         tenant; an id from elsewhere (a hand-made or pre-upgrade message) is scoped here."""
         message_id = message.message_id
@@ -101,7 +100,7 @@ class Dispatcher:
             message_id = scoped_key(tenant, message_id)
         return f"{self.handler.name}:{message_id}"
 
-    async def _run(self, message: AbstractIncomingMessage, meta: MessageMeta) -> Fate:
+    async def _run(self, message: IncomingMessage, meta: MessageMeta) -> Fate:
         try:
             tenant = self._tenant_of(meta)
             event = decode_event(message.body, self.handler.schema, meta, tenant)
@@ -140,7 +139,7 @@ class Dispatcher:
         zenoti = self._clients.for_tenant(event.tenant).bound(fresh_after)
         return Context(zenoti=zenoti, log=self._log, publish=publish)
 
-    async def _settle(self, message: AbstractIncomingMessage, fate: Fate) -> None:
+    async def _settle(self, message: IncomingMessage, fate: Fate) -> None:
         try:
             rejected = False
             try:
@@ -165,7 +164,7 @@ class Dispatcher:
             self._log.warning(f"message.{fate.outcome.value}", reason=fate.reason,
                               detail=fate.detail)
 
-    async def _refused(self, message: AbstractIncomingMessage, fate: Fate,
+    async def _refused(self, message: IncomingMessage, fate: Fate,
                        exc: PublishRefused) -> tuple[Fate, bool]:
         """The retry copy or dead letter itself cannot be published (its headers grew past
         the broker's limit, say): park the message without them, and if even that is
@@ -179,7 +178,7 @@ class Dispatcher:
             return parked, True
         return parked, False
 
-    async def _retry_or_give_up(self, message: AbstractIncomingMessage, fate: Fate) -> Fate:
+    async def _retry_or_give_up(self, message: IncomingMessage, fate: Fate) -> Fate:
         step = self._retry.plan(message.headers, fate)
         if isinstance(step, Delay):
             await self._republish(message, "", step.queue, step.headers)
@@ -189,7 +188,7 @@ class Dispatcher:
         return final
 
     async def _dead_letter(
-        self, message: AbstractIncomingMessage, fate: Fate, headers: HeadersType
+        self, message: IncomingMessage, fate: Fate, headers: Headers
     ) -> None:
         why = MessageMeta(reason=fate.reason, error=fate.detail, parked_by=self.handler.name,
                           dead_at=datetime.now(UTC))
@@ -198,7 +197,7 @@ class Dispatcher:
         await self._republish(message, DEAD, self.queue, parked)
 
     async def _republish(
-        self, message: AbstractIncomingMessage, exchange: str, key: str, headers: HeadersType
+        self, message: IncomingMessage, exchange: str, key: str, headers: Headers
     ) -> None:
         await self._publisher.publish(
             exchange, key, message.body, message_id=message.message_id or "",

@@ -36,10 +36,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aio_pika.abc import HeadersType
 from structlog.typing import FilteringBoundLogger
 
 from processor import logs
+from processor.broker.protocols import Headers
 from processor.broker.topology import delay_queue_name
 from processor.fate import Fate
 from processor.message import ATTEMPT, FIRST_FAILURE, HISTORY, count, moment
@@ -58,7 +58,7 @@ class Delay:
 
     queue: str
     seconds: float
-    headers: HeadersType
+    headers: Headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,7 @@ class GiveUp:
     """Dead-letter now: ``reason`` is ``attempts_exhausted`` or ``max_age_exceeded``."""
 
     reason: str
-    headers: HeadersType
+    headers: Headers
 
 
 class RetryPolicy:
