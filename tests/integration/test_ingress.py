@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
+from processor import wiring
 from processor.broker import topology
-from processor.ingress.app import Ingress
+from processor.broker.publisher import ConfirmedPublisher
+from processor.ingress.signature import sign
 from processor.logs import get_logger
 from processor.metrics import Metrics
-from processor.broker.publisher import ConfirmedPublisher
 from processor.settings import BROKER_HEADER_ALLOWANCE, Settings, TenantSettings
-from processor.ingress.signature import sign
 from tests.conftest import Broker
 from tests.integration.amqp import TEST_BINDINGS, depth, drain, reset
 
@@ -28,37 +30,47 @@ FREEZE = {
     "data": {"user_membership_id": "u1"},
 }
 QUEUE = "zenoti.h.membership-freeze"
+Client = TestClient[web.Request, web.Application]
 
 
-def settings_for(url: str, **extra: object) -> Settings:
-    options: dict[str, object] = {
+def settings_for(url: str, **extra: Any) -> Settings:
+    options: dict[str, Any] = {
         "tenants": {"acme": TenantSettings(webhook_secrets=[SecretStr("acme-secret")])},
-        "confirm_timeout": 2.0, "max_body_bytes": 4096, **extra,
+        "confirm_timeout": 2.0, "max_body_bytes": 4096, "reconnect_max_delay": 0.5,
+        "redis_url": None,  # accepted deliveries remembered in memory, for this test alone
+        **extra,
     }
     return Settings(amqp_url=SecretStr(url), webhook_secrets=[SecretStr(SECRET)], **options)
 
 
 async def client_for(settings: Settings,
-                     broker_max: int | None = None) -> AsyncIterator[TestClient]:
+                     broker_max: int | None = None) -> AsyncIterator[Client]:
+    """A test client of the ingress ``build_ingress`` makes. ``broker_max``: its publisher
+    believes the broker takes messages of that size at most (a size settings refuse)."""
     metrics = Metrics()
-    log = get_logger(test="ingress")
-    publisher = ConfirmedPublisher(
-        settings.amqp_url.get_secret_value(), log=log, metrics=metrics,
-        on_connect=lambda ch: topology.declare(ch, TEST_BINDINGS), max_delay=0.5,
-        max_message_size=broker_max or settings.broker_max_message_size,
-    )
-    await publisher.start(wait=5)
-    client = TestClient(TestServer(Ingress(settings, publisher, metrics, log).app()))
+    publisher = None if broker_max is None else small_publisher(settings, broker_max, metrics)
+    built = wiring.build_ingress(settings, bindings=TEST_BINDINGS, metrics=metrics,
+                                 log=get_logger(test="ingress"), publisher=publisher)
+    await built.publisher.start(wait=5)
+    client = TestClient(TestServer(built.ingress.app()))
     await client.start_server()
     try:
         yield client
     finally:
         await client.close()
-        await publisher.close()
+        await built.aclose()
+
+
+def small_publisher(settings: Settings, broker_max: int, metrics: Metrics) -> ConfirmedPublisher:
+    return ConfirmedPublisher(
+        settings.amqp_url.get_secret_value(), log=get_logger(test="ingress"), metrics=metrics,
+        on_connect=lambda ch: wiring.declare(ch, settings, TEST_BINDINGS), max_delay=0.5,
+        max_message_size=broker_max,
+    )
 
 
 @pytest.fixture
-async def client(broker: Broker) -> AsyncIterator[TestClient]:
+async def client(broker: Broker) -> AsyncIterator[Client]:
     await reset(broker.url, TEST_BINDINGS)
     async for c in client_for(settings_for(broker.url)):
         yield c
@@ -70,7 +82,7 @@ def signed(body: bytes, secret: str = SECRET) -> dict[str, str]:
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
 async def test_a_signed_delivery_is_confirmed_then_answered_202(
-    client: TestClient, broker: Broker, method: str
+    client: Client, broker: Broker, method: str
 ) -> None:
     body = json.dumps(FREEZE).encode()
     response = await client.request(method, "/webhooks/zenoti", data=body, headers=signed(body))
@@ -87,7 +99,7 @@ async def test_a_signed_delivery_is_confirmed_then_answered_202(
     assert "received_at" in message.headers
 
 
-async def test_a_named_tenant_uses_its_own_secret(client: TestClient, broker: Broker) -> None:
+async def test_a_named_tenant_uses_its_own_secret(client: Client, broker: Broker) -> None:
     body = json.dumps(FREEZE).encode()
     wrong = await client.post("/webhooks/zenoti/acme", data=body, headers=signed(body))
     assert wrong.status == 401
@@ -99,7 +111,7 @@ async def test_a_named_tenant_uses_its_own_secret(client: TestClient, broker: Br
 
 
 async def test_an_empty_body_is_the_test_trigger_answered_200_and_not_published(
-    client: TestClient, broker: Broker
+    client: Client, broker: Broker
 ) -> None:
     response = await client.post("/webhooks/zenoti")
     assert response.status == 200
@@ -116,7 +128,7 @@ async def test_an_empty_body_is_the_test_trigger_answered_200_and_not_published(
     ],
 )
 async def test_a_missing_or_wrong_signature_is_401_and_not_published(
-    client: TestClient, broker: Broker, headers: dict[str, str], status: int, code: str
+    client: Client, broker: Broker, headers: dict[str, str], status: int, code: str
 ) -> None:
     response = await client.post("/webhooks/zenoti", data=json.dumps(FREEZE), headers=headers)
     assert response.status == status
@@ -135,7 +147,7 @@ async def test_a_missing_or_wrong_signature_is_401_and_not_published(
     ],
 )
 async def test_a_signed_body_that_is_not_the_envelope_is_accepted_and_parked_with_why(
-    client: TestClient, broker: Broker, body: bytes, names: str
+    client: Client, broker: Broker, body: bytes, names: str
 ) -> None:
     # Zenoti counts a 4xx for a signed delivery towards switching the webhook off.
     response = await client.post("/webhooks/zenoti", data=body, headers=signed(body))
@@ -144,14 +156,14 @@ async def test_a_signed_body_that_is_not_the_envelope_is_accepted_and_parked_wit
     [parked] = await drain(broker.url, topology.UNROUTED, 1)
     assert parked.body == body
     assert parked.headers["x-zenoti-reason"] == "invalid_envelope"
-    assert names in parked.headers["x-zenoti-error"]
+    assert names in str(parked.headers["x-zenoti-error"])
     assert parked.headers["tenant"] == "default"
     again = await client.post("/webhooks/zenoti", data=body, headers=signed(body))
     assert (again.status, (await again.json())["status"]) == (200, "duplicate")
 
 
 async def test_signed_data_that_is_an_array_is_parked_under_its_event_id(
-    client: TestClient, broker: Broker
+    client: Client, broker: Broker
 ) -> None:
     body = json.dumps({**FREEZE, "data": []}).encode()
     response = await client.post("/webhooks/zenoti", data=body, headers=signed(body))
@@ -159,7 +171,7 @@ async def test_signed_data_that_is_an_array_is_parked_under_its_event_id(
     [parked] = await drain(broker.url, topology.UNROUTED, 1)
     assert parked.message_id == f"default:{FREEZE['event_id']}"
     assert parked.headers["event_type"] == "Guest.Membership.Freeze"
-    assert "data" in parked.headers["x-zenoti-error"]
+    assert "data" in str(parked.headers["x-zenoti-error"])
     assert await depth(broker.url, QUEUE) == 0
 
 
@@ -181,7 +193,7 @@ async def test_a_bad_envelope_on_an_unsigned_tenant_is_400_naming_the_problem(
 
 
 async def test_the_same_event_id_on_two_tenants_is_two_events(
-    client: TestClient, broker: Broker
+    client: Client, broker: Broker
 ) -> None:
     body = json.dumps(FREEZE).encode()
     first = await client.post("/webhooks/zenoti", data=body, headers=signed(body))
@@ -197,14 +209,14 @@ async def test_the_same_event_id_on_two_tenants_is_two_events(
 
 
 async def test_ids_and_types_of_any_length_are_published_with_bounded_amqp_fields(
-    client: TestClient, broker: Broker
+    client: Client, broker: Broker
 ) -> None:
     long_id, long_type = "e" * 300, "Guest." + "Very" * 80
     body = json.dumps({**FREEZE, "event_id": long_id}).encode()
     response = await client.post("/webhooks/zenoti", data=body, headers=signed(body))
     assert response.status == 202
     [message] = await drain(broker.url, QUEUE, 1)
-    assert len(message.message_id.encode()) <= 255
+    assert len(str(message.message_id).encode()) <= 255
     assert message.headers["event_id"] == long_id
     resent = await client.post("/webhooks/zenoti", data=body, headers=signed(body))
     assert resent.status == 200  # the bounded id is stable: a resend is a duplicate
@@ -212,23 +224,23 @@ async def test_ids_and_types_of_any_length_are_published_with_bounded_amqp_field
     assert (await client.post("/webhooks/zenoti", data=odd, headers=signed(odd))).status == 202
     [parked] = await drain(broker.url, topology.UNROUTED, 1)
     assert parked.headers["event_type"] == long_type
-    assert len(parked.routing_key.encode()) <= 255
+    assert len(str(parked.routing_key).encode()) <= 255
 
 
-async def test_a_body_over_the_cap_is_413(client: TestClient) -> None:
+async def test_a_body_over_the_cap_is_413(client: Client) -> None:
     body = b'{"event_type": "X", "data": {"pad": "' + b"x" * 5000 + b'"}}'
     response = await client.post("/webhooks/zenoti", data=body, headers=signed(body))
     assert response.status == 413
     assert "4096" in (await response.json())["message"]
 
 
-async def test_an_unknown_tenant_is_404(client: TestClient) -> None:
+async def test_an_unknown_tenant_is_404(client: Client) -> None:
     response = await client.post("/webhooks/zenoti/nobody", data=b"{}")
     assert response.status == 404
     assert "nobody" in (await response.json())["message"]
 
 
-async def test_a_long_tenant_path_is_not_echoed_whole(client: TestClient) -> None:
+async def test_a_long_tenant_path_is_not_echoed_whole(client: Client) -> None:
     response = await client.post("/webhooks/zenoti/" + "t" * 2000, data=b"{}")
     assert response.status == 404
     assert len((await response.json())["message"]) < 200
@@ -255,7 +267,7 @@ async def test_an_unsigned_acceptance_is_counted(broker: Broker) -> None:
 
 
 async def test_an_unknown_event_type_is_accepted_and_parked(
-    client: TestClient, broker: Broker
+    client: Client, broker: Broker
 ) -> None:
     body = json.dumps({**FREEZE, "event_type": "Appointment.Started"}).encode()
     response = await client.post("/webhooks/zenoti", data=body, headers=signed(body))
@@ -264,7 +276,7 @@ async def test_an_unknown_event_type_is_accepted_and_parked(
     assert parked.headers["event_type"] == "Appointment.Started"
 
 
-async def test_probes_and_metrics(client: TestClient) -> None:
+async def test_probes_and_metrics(client: Client) -> None:
     body = json.dumps(FREEZE).encode()
     await client.post("/webhooks/zenoti", data=body, headers=signed(body))
     assert (await client.get("/healthz")).status == 200
@@ -307,13 +319,13 @@ async def test_an_id_far_past_any_header_limit_costs_no_other_delivery_its_conne
     b'{"event_id": "s-1", "event_type": "Guest.Membership.Freeze\\udfff", "data": {}}',
 ])
 async def test_a_signed_body_with_lone_surrogates_is_kept_never_a_5xx(
-    client: TestClient, broker: Broker, raw: bytes
+    client: Client, broker: Broker, raw: bytes
 ) -> None:
     response = await client.post("/webhooks/zenoti", data=raw, headers=signed(raw))
     assert response.status == 202, await response.text()
 
 
-async def test_a_trailing_slash_reaches_the_tenant(client: TestClient, broker: Broker) -> None:
+async def test_a_trailing_slash_reaches_the_tenant(client: Client, broker: Broker) -> None:
     body = json.dumps(FREEZE).encode()
     response = await client.post("/webhooks/zenoti/acme/", data=body,
                                  headers=signed(body, "acme-secret"))
