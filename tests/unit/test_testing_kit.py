@@ -1,0 +1,194 @@
+"""The kit for handler authors (``processor.testing``) and its pytest plugin's fixtures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+import pytest
+import structlog
+from pydantic import BaseModel
+
+import processor.testing
+from handlers.package_status import PackageStatus
+from processor import Context, Event, InvalidPayload, ResourceNotFound, ZenotiApi
+from processor.dev.sandbox import SandboxConfig
+from processor.testing import (
+    Outcome,
+    Recorder,
+    ZenotiSandbox,
+    envelope,
+    event_of,
+    fate_of,
+    make_context,
+    recorder_of,
+)
+from schemas.enriched import PackageStatusChanged
+
+
+class Shout(BaseModel):
+    text: str
+
+
+class Shouter:
+    """A handler of ``Test.Shout``: publishes its text upper-cased, or raises what it says."""
+
+    name: ClassVar[str] = "shouter"
+    event_types: ClassVar[tuple[str, ...]] = ("Test.Shout",)
+    schema: ClassVar[type[BaseModel]] = Shout
+
+    async def handle(self, event: Event[Any], ctx: Context) -> None:
+        if event.data.text == "missing":
+            raise ResourceNotFound("no such thing")
+        if event.data.text == "bug":
+            raise KeyError("a bug")
+        await ctx.publish("test.shouted", Shout(text=event.data.text.upper()))
+
+
+def shout(text: str) -> Event[Any]:
+    return event_of(Shouter, envelope("Test.Shout", {"text": text}, event_id="e-1"))
+
+
+async def test_the_recorder_keeps_each_output_with_the_json_the_worker_would_send() -> None:
+    recorder = Recorder()
+    await recorder("a.b", Shout(text="hi"))
+    await recorder("c.d", Shout(text="ho"))
+    assert recorder.names == ["a.b", "c.d"]
+    assert recorder.only("c.d").model == Shout(text="ho")
+    assert recorder.json("a.b") == {"text": "hi"}
+    assert [m.text for m in recorder.models(Shout)] == ["hi", "ho"]
+
+
+async def test_the_recorder_says_what_was_published_when_one_output_was_expected() -> None:
+    recorder = Recorder()
+    with pytest.raises(AssertionError, match="nothing published"):
+        recorder.only()
+    await recorder("a.b", Shout(text="hi"))
+    await recorder("a.b", Shout(text="ho"))
+    with pytest.raises(AssertionError, match=r"named 'a.b', got a.b \(Shout\), a.b \(Shout\)"):
+        recorder.only("a.b")
+
+
+async def test_the_recorder_refuses_an_output_without_a_name() -> None:
+    with pytest.raises(ValueError, match="output name"):
+        await Recorder()("", Shout(text="hi"))
+
+
+def test_event_of_decodes_a_webhook_body_the_workers_way() -> None:
+    received = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    body = envelope("Test.Shout", {"text": "hi"}, event_id="e-7")
+    event = event_of(Shouter, json.dumps(body).encode(), tenant="acme", received_at=received,
+                     attempt=3)
+    assert (event.key, event.event_type, event.tenant) == ("e-7", "Test.Shout", "acme")
+    assert event.data == Shout(text="hi")
+    assert (event.received_at, event.attempt, event.delivery_id) == (received, 3, "e-7-delivery")
+    assert event.event_timestamp is not None and event.event_timestamp.tzinfo is not None
+
+
+def test_event_of_a_body_the_schema_refuses_raises_invalid_payload_naming_the_field() -> None:
+    with pytest.raises(InvalidPayload, match="data does not match Shout: text: Field required"):
+        event_of(Shouter, envelope("Test.Shout", {"words": "hi"}))
+
+
+@pytest.mark.parametrize(("text", "outcome", "reason"), [
+    ("hi", Outcome.ACK, ""),
+    ("missing", Outcome.DEAD_LETTER, "resource_not_found"),
+    ("bug", Outcome.RETRY, "unexpected_error"),
+])
+async def test_fate_of_is_the_workers_fate_for_what_handle_did(
+    text: str, outcome: Outcome, reason: str
+) -> None:
+    async with make_context(zenoti=_NO_ZENOTI) as ctx:
+        fate = await fate_of(Shouter(), shout(text), ctx)
+    assert (fate.outcome, fate.reason) == (outcome, reason)
+    assert recorder_of(ctx).names == (["test.shouted"] if outcome is Outcome.ACK else [])
+
+
+async def test_make_context_uses_the_given_zenoti_recorder_and_log() -> None:
+    recorder, log = Recorder(), structlog.get_logger("kit-test")
+    async with make_context(zenoti=_NO_ZENOTI, recorder=recorder, log=log) as ctx:
+        assert (ctx.zenoti, ctx.publish, ctx.log) == (_NO_ZENOTI, recorder, log)
+
+
+def test_recorder_of_a_context_publishing_elsewhere_raises_type_error() -> None:
+    async def publish(name: str, model: BaseModel) -> None: ...
+
+    ctx = Context(zenoti=_NO_ZENOTI, log=structlog.get_logger(), publish=publish)
+    with pytest.raises(TypeError, match="not a Recorder"):
+        recorder_of(ctx)
+
+
+async def test_make_context_without_a_sandbox_starts_one_for_itself() -> None:
+    async with make_context() as ctx:
+        assert isinstance(ctx.zenoti, ZenotiApi)
+        invoice_id = "00000000-0000-4000-8000-000000000000"
+        with pytest.raises(ResourceNotFound, match=invoice_id):
+            await ctx.zenoti.get_invoice(invoice_id)
+        assert ctx.zenoti.calls == 1
+
+
+def test_the_sandbox_makes_webhooks_of_the_types_it_knows_and_names_the_others(
+    zenoti_sandbox: ZenotiSandbox,
+) -> None:
+    first = zenoti_sandbox.webhook("Guest.Package.StatusUpdate")
+    first["data"].clear()
+    again = zenoti_sandbox.webhook("Guest.Package.StatusUpdate")
+    assert again["data"]["user_package_id"] and again["event_id"] == first["event_id"]
+    assert zenoti_sandbox.webhook("Guest.Package.StatusUpdate", 1)["event_id"] != first["event_id"]
+    with pytest.raises(ValueError, match=r"makes webhooks of \[.*\], not 'Nope.Never'"):
+        zenoti_sandbox.webhook("Nope.Never")
+
+
+async def test_each_sandbox_client_has_its_own_rate_limit_bucket() -> None:
+    with ZenotiSandbox(SandboxConfig(port=0, calls_per_window=1)) as sandbox:
+        guest_id = next(iter(sandbox.org.guests))
+        for _ in range(2):
+            async with sandbox.client("acme") as client:
+                assert (await client.get_guest(guest_id)).id == guest_id
+        assert (sandbox.stats.calls, sandbox.stats.throttled) == (2, 0)
+
+
+async def test_the_handler_context_fixture_enriches_over_http_from_the_sandbox(
+    handler_context: Context, recorder: Recorder, zenoti_sandbox: ZenotiSandbox,
+) -> None:
+    body = zenoti_sandbox.webhook("Guest.Package.StatusUpdate")
+    await PackageStatus().handle(event_of(PackageStatus, body), handler_context)
+    sale = zenoti_sandbox.org.invoices[body["data"]["invoice"]["id"]]
+    output = recorder.only("guest.package.status_changed").model
+    assert isinstance(output, PackageStatusChanged)
+    assert output.guest.id == sale.guest_id
+    assert handler_context.zenoti.calls == 1
+
+
+def test_every_name_of_the_kit_exists() -> None:
+    for name in processor.testing.__all__:
+        assert getattr(processor.testing, name) is not None, name
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        getattr(processor.testing, "nothing")  # noqa: B009
+
+
+def test_the_pytest_plugin_is_registered_and_imports_nothing_of_the_kit() -> None:
+    (plugin,) = entry_points(group="pytest11", name="zenoti_events")
+    assert plugin.value == "processor.testing.pytest_plugin"
+    script = ("import sys, processor.testing.pytest_plugin; "
+              "print(sorted(m for m in sys.modules if m.startswith(('processor.', 'aiohttp', "
+              "'httpx'))))")
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True, timeout=60).stdout
+    assert "processor.testing.sandbox" not in loaded and "aiohttp" not in loaded, loaded
+
+
+class _NoZenoti:
+    """A ``ctx.zenoti`` that must not be called."""
+
+    calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"ctx.zenoti.{name} was called")
+
+
+_NO_ZENOTI: Any = _NoZenoti()
