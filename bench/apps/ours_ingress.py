@@ -8,8 +8,7 @@ from __future__ import annotations
 import argparse
 
 from bench.apps import loop
-from processor import cli, logs
-from processor import wiring as services
+from processor import cli, logs, wiring
 from processor.settings import Settings
 
 
@@ -19,7 +18,7 @@ def main() -> int:
     loop.install(parser.parse_args().loop, ours=True)
     settings = Settings()
     logs.configure(settings.log_format, settings.log_level)
-    return cli.run_until_signalled(lambda stop: services.run_ingress(settings, stop))
+    return cli.run_until_signalled(lambda stop: wiring.run_ingress(settings, stop))
 
 
 if __name__ == "__main__":

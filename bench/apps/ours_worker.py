@@ -1,10 +1,10 @@
 """Our worker exactly as ``zenoti-events worker`` runs it, with ``CachedFreeze`` as its handler.
 
 Settings come from the environment (``ZENOTI_EVENTS_*``) as in production. The one change is
-plugin discovery: it finds ``bench.apps.handler:CachedFreeze`` instead of the installed entry
-points, and checks it the same way. ``--loop`` picks the event loop. With
-``BENCH_TASKS_FILE`` set, the number of asyncio tasks is appended to that file every half
-second (the soak scenario watches it for leaks).
+the handler given to ``build_worker``: ``bench.apps.handler:CachedFreeze``, loaded and checked
+as an installed entry point is, instead of the installed ones. ``--loop`` picks the event
+loop. With ``BENCH_TASKS_FILE`` set, the number of asyncio tasks is appended to that file
+every half second (the soak scenario watches it for leaks).
 """
 
 from __future__ import annotations
@@ -13,22 +13,20 @@ import argparse
 import asyncio
 import os
 import time
-from collections.abc import Sequence
 from importlib.metadata import EntryPoint
 
 from bench.apps import loop
-from processor import cli, logs
-from processor.worker import plugins
-from processor import wiring as services
-from processor.handler import ENTRY_POINT_GROUP
+from processor import cli, logs, wiring
+from processor.handler import ENTRY_POINT_GROUP, Handler
 from processor.settings import Settings
+from processor.worker import plugins
 
 _POINT = EntryPoint(name="membership-freeze", value="bench.apps.handler:CachedFreeze",
                     group=ENTRY_POINT_GROUP)
 
 
-def _discover(enabled: Sequence[str] | None = None) -> list[plugins.LoadedHandler]:
-    return plugins.load([_POINT], enabled)
+def _handlers() -> list[Handler]:
+    return [loaded.cls() for loaded in plugins.load([_POINT])]
 
 
 async def _count_tasks(path: str) -> None:
@@ -43,7 +41,7 @@ async def _run(settings: Settings, stop: asyncio.Event) -> None:
     path = os.environ.get("BENCH_TASKS_FILE")
     watcher = asyncio.create_task(_count_tasks(path)) if path else None
     try:
-        await services.run_worker(settings, stop)
+        await wiring.build_worker(settings, _handlers()).serve(stop)
     finally:
         if watcher is not None:
             watcher.cancel()
@@ -55,7 +53,6 @@ def main() -> int:
     loop.install(parser.parse_args().loop, ours=True)
     settings = Settings()
     logs.configure(settings.log_format, settings.log_level)
-    plugins.discover = _discover  # the bench handler instead of the installed entry points
     return cli.run_until_signalled(lambda stop: _run(settings, stop))
 
 
