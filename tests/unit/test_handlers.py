@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,8 @@ from processor.metrics import Metrics
 from processor.worker.plugins import check
 from processor.zenoti.budget import TokenBucket
 from processor.zenoti.client import ZenotiClient
+from processor.zenoti.snapshot_store import MemorySnapshotStore, Meta, Page
+from processor.zenoti.snapshots import Snapshots
 from schemas.enriched import GuestpassRedeemed as GuestpassRedeemedEvent
 from schemas.enriched import MembershipFrozen, PackageStatusChanged
 from schemas.webhooks import GuestpassRedeemedData, MembershipFreezeData, PackageStatusData
@@ -35,6 +38,7 @@ PACKAGE = "0cc3f6bd-680e-4953-bda6-9441565efb52"
 PACKAGE_SALE = "1ee272c2-bb54-4350-87d3-f32ac034aacc"
 CLASS_BOOKING = "1db1854b-1ae3-401b-8302-1ef84de90ca4"
 STAMP = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+FACIALS = {"id": "e19e0f53-74d3-46b7-bc87-bef8fbc185c8", "name": "Facials"}  # a webhook's package
 
 
 class FakeZenoti:
@@ -192,6 +196,44 @@ async def ctx(zenoti: FakeZenoti, published: Published) -> AsyncIterator[Context
     async with httpx.AsyncClient(base_url="https://zenoti.test", transport=transport) as http:
         client = ZenotiClient(http, tenant="acme", api_key=SecretStr("k-123"),
                               budget=TokenBucket(60, 60.0), metrics=Metrics())
+        yield Context(zenoti=client, log=structlog.get_logger(), publish=published)
+
+
+async def no_page(kind: str, center: str, page: int, since: float | None) -> Page:
+    raise AssertionError("the snapshots are loaded: no page is fetched")
+
+
+@pytest.fixture
+async def store() -> MemorySnapshotStore:
+    """Complete members and guests snapshots of ``HOME``: the membership, owned by ``GUEST``."""
+    store = MemorySnapshotStore()
+    member: dict[str, Any] = {
+        "id": MEMBERSHIP, "status": 1, "guest": {"id": GUEST, "code": "G0042"},
+        "membership": {"id": "70019c0a-4347-4c3a-81b0-2a53b8704270", "name": "Cycling",
+                       "code": "CYC", "type": 1},
+    }
+    guest: dict[str, Any] = {
+        "id": GUEST, "code": "G0042", "center_id": HOME, "center_name": "Khammam",
+        "personal_info": {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com"},
+    }
+    now = time.time()
+    for kind, row in (("members", member), ("guests", guest)):
+        await store.add(kind, HOME, {row["id"]: row})
+        await store.set_meta(kind, HOME, Meta(0, now, now))
+    return store
+
+
+@pytest.fixture
+async def snapshot_ctx(
+    zenoti: FakeZenoti, published: Published, store: MemorySnapshotStore
+) -> AsyncIterator[Context]:
+    """A context whose client answers from ``store``'s snapshots before asking ``zenoti``."""
+    transport = httpx.MockTransport(zenoti)
+    async with httpx.AsyncClient(base_url="https://zenoti.test", transport=transport) as http:
+        snapshots = Snapshots(store, no_page, tenant="acme", metrics=Metrics(),
+                              kinds=frozenset({"members", "guests"}), log=structlog.get_logger())
+        client = ZenotiClient(http, tenant="acme", api_key=SecretStr("k-123"),
+                              budget=TokenBucket(60, 60.0), metrics=Metrics(), snapshots=snapshots)
         yield Context(zenoti=client, log=structlog.get_logger(), publish=published)
 
 
@@ -375,3 +417,76 @@ async def test_each_handler_logs_one_info_line_per_event(
     infos = [entry for entry in logs if entry["log_level"] == "info"]
     assert [entry["event"] for entry in infos] == ["event.enriched"]
     assert infos[0]["guest_id"] == GUEST
+
+
+async def test_each_handler_logs_the_calls_of_its_own_event_not_the_clients_running_total(
+    ctx: Context, zenoti: FakeZenoti
+) -> None:
+    with capture_logs() as logs:
+        await PackageStatus().handle(event_of(PackageStatus(), package_data(package=FACIALS)), ctx)
+        await GuestpassRedeemed().handle(event_of(GuestpassRedeemed(), guestpass_data()), ctx)
+    assert len(zenoti.requests) == 3
+    assert [entry["calls"] for entry in logs] == [1, 2]
+
+
+async def test_membership_freeze_answers_from_the_centers_snapshots_without_a_call(
+    snapshot_ctx: Context, zenoti: FakeZenoti, published: Published
+) -> None:
+    with capture_logs() as logs:
+        await MembershipFreeze().handle(event_of(MembershipFreeze(), freeze_data()), snapshot_ctx)
+    model = published.only()[1]
+    assert isinstance(model, MembershipFrozen)
+    assert (model.guest.id, model.guest.code, model.guest.email) == (GUEST, "G0042",
+                                                                     "ada@example.com")
+    plan = model.membership.membership
+    assert plan is not None and (plan.name, plan.code) == ("Cycling", "CYC")
+    assert model.membership.freeze == freeze_data().freeze  # the webhook's, not the list's
+    assert zenoti.requests == []
+    assert logs[0]["calls"] == 0
+
+
+async def test_membership_freeze_of_a_row_naming_no_owner_finds_the_guest_through_the_invoice(
+    snapshot_ctx: Context, zenoti: FakeZenoti, store: MemorySnapshotStore,
+    published: Published
+) -> None:
+    await store.add("members", HOME, {MEMBERSHIP: {"id": MEMBERSHIP, "status": 1}})
+    await MembershipFreeze().handle(event_of(MembershipFreeze(), freeze_data()), snapshot_ctx)
+    assert zenoti.paths() == [f"/v1/invoices/{MEMBERSHIP_SALE}", f"/v1/guests/{GUEST}",
+                              f"/v1/guests/{GUEST}/memberships"]
+    assert len(published.events) == 1
+
+
+async def test_guestpass_redeemed_answers_from_the_snapshots_with_the_webhooks_counts(
+    snapshot_ctx: Context, zenoti: FakeZenoti, published: Published
+) -> None:
+    await GuestpassRedeemed().handle(event_of(GuestpassRedeemed(), guestpass_data()),
+                                     snapshot_ctx)
+    model = published.only()[1]
+    assert isinstance(model, GuestpassRedeemedEvent)
+    assert model.guest.email == "ada@example.com"
+    assert model.membership.center is not None and model.membership.center.id == HOME
+    plan = model.membership.membership
+    assert plan is not None and (plan.name, plan.guestpass_balance) == ("Cycling", 23)
+    assert zenoti.requests == []
+
+
+async def test_package_status_takes_the_guest_from_a_loaded_snapshot_after_the_invoice(
+    snapshot_ctx: Context, zenoti: FakeZenoti, published: Published
+) -> None:
+    data = package_data(package=FACIALS)
+    await PackageStatus().handle(event_of(PackageStatus(), data), snapshot_ctx)
+    model = published.only()[1]
+    assert isinstance(model, PackageStatusChanged)
+    assert (model.guest.code, model.guest.email) == ("G0042", "ada@example.com")
+    assert model.package.package is not None and model.package.package.name == "Facials"
+    assert zenoti.paths() == [f"/v1/invoices/{PACKAGE_SALE}"]
+
+
+async def test_package_status_names_the_invoices_guest_when_no_snapshot_has_them(
+    ctx: Context, zenoti: FakeZenoti, published: Published
+) -> None:
+    await PackageStatus().handle(event_of(PackageStatus(), package_data(package=FACIALS)), ctx)
+    model = published.only()[1]
+    assert isinstance(model, PackageStatusChanged)
+    assert (model.guest.id, model.guest.email, model.guest.home_center) == (GUEST, "a@x.io", None)
+    assert zenoti.paths() == [f"/v1/invoices/{PACKAGE_SALE}"]
