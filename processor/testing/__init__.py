@@ -15,6 +15,7 @@ name                   what it is
 ``envelope``           a webhook body as Zenoti wraps ``data``
 ``event_of``           the ``Event`` the worker gives a handler for a webhook body
 ``fate_of``            handle an event and return the worker's ``Fate`` instead of raising
+``plugin_problems``    what the worker's start-up checks find wrong with a handler class
 ``Fate``, ``Outcome``  a message's fate: ``ACK``, ``RETRY`` or ``DEAD_LETTER``, with its reason
 ``TENANT``             the tenant the kit's events and clients belong to by default
 =====================  ========================================================================
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from processor.fate import Fate, Outcome
     from processor.testing.context import make_context, recorder_of
-    from processor.testing.events import TENANT, envelope, event_of, fate_of
+    from processor.testing.events import TENANT, envelope, event_of, fate_of, plugin_problems
     from processor.testing.recorder import Published, Recorder
     from processor.testing.sandbox import ZenotiSandbox
 
@@ -50,6 +51,7 @@ __all__ = [
     "event_of",
     "fate_of",
     "make_context",
+    "plugin_problems",
     "recorder_of",
 ]
 
@@ -58,6 +60,7 @@ _HOMES = {
     "make_context": "processor.testing.context", "recorder_of": "processor.testing.context",
     "TENANT": "processor.testing.events", "envelope": "processor.testing.events",
     "event_of": "processor.testing.events", "fate_of": "processor.testing.events",
+    "plugin_problems": "processor.testing.events",
     "Published": "processor.testing.recorder", "Recorder": "processor.testing.recorder",
     "ZenotiSandbox": "processor.testing.sandbox",
 }

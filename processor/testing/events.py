@@ -1,5 +1,5 @@
-"""Events for tests: a webhook body as Zenoti sends it, the ``Event`` the worker would make of
-it, and the fate the worker would give the message once the handler is done with it."""
+"""What the worker makes of a handler, for tests: the checks it passes at start-up, the
+``Event`` of a webhook body (built as Zenoti sends it), and the fate of what ``handle`` did."""
 
 from __future__ import annotations
 
@@ -14,8 +14,17 @@ from processor.handler import Context, Event, Handler
 from processor.message import MessageMeta
 from processor.settings import DEFAULT_TENANT
 from processor.worker.decode import decode_event
+from processor.worker.plugins import check
 
 TENANT = DEFAULT_TENANT  # the tenant of a single-organisation deployment
+
+
+def plugin_problems(handler: type[Handler], entry_name: str | None = None) -> list[str]:
+    """Every way ``handler`` fails the checks the worker makes at start-up (empty when it
+    passes), registered under ``entry_name`` (default: its own ``name``). A worker with an
+    installed plugin that fails them refuses to start, naming each problem."""
+    name = entry_name if entry_name is not None else getattr(handler, "name", "")
+    return check(handler, str(name))
 
 
 def envelope(event_type: str, data: Mapping[str, Any], *, event_id: str | None = None,

@@ -25,6 +25,7 @@ from processor.testing import (
     event_of,
     fate_of,
     make_context,
+    plugin_problems,
     recorder_of,
 )
 from schemas.enriched import PackageStatusChanged
@@ -76,6 +77,17 @@ async def test_the_recorder_says_what_was_published_when_one_output_was_expected
 async def test_the_recorder_refuses_an_output_without_a_name() -> None:
     with pytest.raises(ValueError, match="output name"):
         await Recorder()("", Shout(text="hi"))
+
+
+def test_plugin_problems_are_the_workers_start_up_checks() -> None:
+    class Nameless(Shouter):
+        name: ClassVar[str] = "No Spaces"
+
+    assert plugin_problems(Shouter) == []
+    assert plugin_problems(Shouter, "other") == [
+        "name 'shouter' differs from its entry-point name 'other'"]
+    assert plugin_problems(Nameless) == [
+        "name must be lower-case letters, digits and '-' (got 'No Spaces')"]
 
 
 def test_event_of_decodes_a_webhook_body_the_workers_way() -> None:
