@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -490,3 +492,32 @@ async def test_package_status_names_the_invoices_guest_when_no_snapshot_has_them
     assert isinstance(model, PackageStatusChanged)
     assert (model.guest.id, model.guest.email, model.guest.home_center) == (GUEST, "a@x.io", None)
     assert zenoti.paths() == [f"/v1/invoices/{PACKAGE_SALE}"]
+
+
+def readme_handler() -> type:
+    """The handler class of README's "Writing a handler" example, made by running it."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Writing a handler", 1)[1].split("\n## ", 1)[0]
+    found = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert found is not None, "README's handler section has no python example"
+    namespace: dict[str, Any] = {"__name__": "readme_example"}
+    exec(compile(found.group(1), "README.md", "exec"), namespace)
+    handler: type = namespace["EchoHandler"]
+    return handler
+
+
+async def test_the_readme_handler_example_passes_the_checks_and_handles_an_event(
+    ctx: Context, zenoti: FakeZenoti, published: Published
+) -> None:
+    handler = readme_handler()
+    assert check(handler, "example-echo") == []
+    instance = handler()
+    data = handler.schema.model_validate({"guest_id": GUEST})
+    event = Event(key="evt-1", event_type="Example.Echo", tenant="acme", data=data)
+    with capture_logs() as logs:
+        await instance.handle(event, ctx)
+    name, model = published.only()
+    assert (name, model.model_dump()) == ("example.echoed",
+                                          {"event_id": "evt-1", "email": "ada@example.com"})
+    assert zenoti.paths() == [f"/v1/guests/{GUEST}"]
+    assert logs[0]["calls"] == 1
