@@ -31,9 +31,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from aio_pika.abc import HeadersType
 
@@ -70,10 +69,10 @@ _KEPT_BYTES = 160
 HEADER_CHARS = 1024
 
 
-@dataclass(frozen=True, slots=True)
-class MessageMeta:
+class MessageMeta(NamedTuple):
     """What the headers of a queued message say, typed; ``None`` where a header is absent or
-    not of its type."""
+    not of its type. Read once per message on the worker's hot path: a named tuple is made in
+    a third of a frozen dataclass's time."""
 
     tenant: str | None = None
     event_type: str | None = None
@@ -90,13 +89,12 @@ class MessageMeta:
     @classmethod
     def from_headers(cls, headers: Mapping[str, Any] | None) -> MessageMeta:
         """Read ``headers`` (as aio-pika gives them: bytes or text, ints, datetimes)."""
-        h = headers or {}
+        get = (headers or {}).get
         return cls(
-            tenant=text(h, TENANT), event_type=text(h, EVENT_TYPE), event_id=text(h, EVENT_ID),
-            delivery_id=text(h, DELIVERY_ID), received_at=moment(h.get(RECEIVED_AT)),
-            attempt=count(h.get(ATTEMPT)) or 1, first_failure_at=moment(h.get(FIRST_FAILURE)),
-            reason=text(h, REASON), error=text(h, ERROR), parked_by=text(h, PARKED_BY),
-            dead_at=moment(h.get(DEAD_AT)),
+            as_text(get(TENANT)), as_text(get(EVENT_TYPE)), as_text(get(EVENT_ID)),
+            as_text(get(DELIVERY_ID)), moment(get(RECEIVED_AT)), count(get(ATTEMPT)) or 1,
+            moment(get(FIRST_FAILURE)), as_text(get(REASON)), as_text(get(ERROR)),
+            as_text(get(PARKED_BY)), moment(get(DEAD_AT)),
         )
 
     def to_headers(self) -> HeadersType:
@@ -126,7 +124,13 @@ def headers_of(values: Mapping[str, object]) -> HeadersType:
 
 def text(headers: Mapping[str, Any], name: str) -> str | None:
     """Header ``name`` as text (bytes decoded, undecodable bytes replaced), else ``None``."""
-    value = headers.get(name)
+    return as_text(headers.get(name))
+
+
+def as_text(value: object) -> str | None:
+    """A header value as text (bytes decoded, undecodable bytes replaced), else ``None``."""
+    if value is None or type(value) is str:
+        return value
     if isinstance(value, bytes | bytearray):
         return value.decode(errors="replace")
     return None if value is None else str(value)
@@ -139,6 +143,8 @@ def count(value: object) -> int | None:
 
 def moment(value: object) -> datetime | None:
     """An aware UTC time from an ISO header or a datetime (naive means UTC), else ``None``."""
+    if value is None:
+        return None
     if isinstance(value, bytes | bytearray):
         value = value.decode(errors="replace")
     try:
