@@ -1,8 +1,12 @@
-"""Every tenant's ``ZenotiClient``, with the budget and cache the deployment shares.
+"""Every tenant's ``ZenotiClient``, with the budget, cache and snapshots the deployment shares.
 
-With ``redis_url`` set, budgets (``RedisBudget``) and the cache (``RedisCache``) are shared by
-every worker process and pod; without it they are per process, and each process says so at
-start-up: correct for a single worker only.
+With ``redis_url`` set, each tenant's budget (``RedisBudget``), the API cache (``RedisCache``)
+and the center snapshots (``RedisSnapshotStore``) are shared by every worker process and pod.
+Without it they live in the process (``TokenBucket``, ``MemoryCache``, ``MemorySnapshotStore``),
+correct for a single worker only: each in-process budget says so (``budget.in_process``) when
+it is made, which for the worker is at start-up (``processor.wiring`` makes every tenant's
+client then). ``api_cache_enabled`` off means no cache at all, an empty ``snapshot_kinds``
+no snapshots.
 """
 
 from __future__ import annotations
@@ -33,8 +37,15 @@ class ZenotiClients:
     ``http`` may be injected (a ``MockTransport`` in tests): its caller owns it, so ``aclose``
     leaves it open. ``budget_factory(tenant)`` makes each tenant's budget: by default one
     ``RedisBudget`` per tenant shared by every pod when ``redis_url`` is set, else an
-    in-process ``TokenBucket``, of ``api_calls_per_window`` per ``api_window_seconds``. The
-    cache is likewise Redis or memory."""
+    in-process ``TokenBucket``, of ``api_calls_per_window`` per ``api_window_seconds``.
+    ``cache`` replaces the default one (Redis, memory, or none when the cache is disabled),
+    one for every tenant (its keys start with the tenant); ``aclose`` closes it either way.
+    ``log`` receives the budgets', cache's and snapshots' warnings.
+
+    Each client's snapshots fetch their pages (and the centers list) through that client, not
+    through an event's view of it (``ZenotiClient.bound``): those calls spend the tenant's
+    budget but count in no event's ``calls``; ``zenoti_events_snapshot_pages_total`` counts
+    the pages."""
 
     def __init__(
         self, settings: Settings, metrics: Metrics, *, http: httpx.AsyncClient | None = None,
@@ -55,15 +66,17 @@ class ZenotiClients:
         self._clients: dict[str, ZenotiClient] = {}
 
     def for_tenant(self, name: str) -> ZenotiClient:
-        """The client of tenant ``name``; ``PermanentError`` if it has no API key configured,
-        so that its messages are dead-lettered (and replayable) rather than retried forever."""
+        """The client of tenant ``name``, made (with its budget and snapshots) on the first
+        ask; ``PermanentError`` if no such tenant is configured or it has no API key, so that
+        its messages are dead-lettered (and replayable) rather than retried forever."""
         client = self._clients.get(name)
         if client is None:
             client = self._clients[name] = self._client(name)
         return client
 
     async def aclose(self) -> None:
-        """Close the connection pool, if this object made it, and Redis."""
+        """Close the connection pool if this object made it, the cache (made or given), and
+        the Redis connection if there is one."""
         if self._owns_http:
             await self._http.aclose()
         await self._cache.aclose()
@@ -71,6 +84,8 @@ class ZenotiClients:
             await self._redis.aclose()
 
     def _default_cache(self) -> ApiCache:
+        """A ``NullCache`` (nothing kept) when ``api_cache_enabled`` is off, else Redis when
+        there is one, else memory."""
         if not self._settings.api_cache_enabled:
             return NullCache()
         if self._redis is None:
@@ -78,6 +93,8 @@ class ZenotiClients:
         return RedisCache(self._redis, f"{self._settings.redis_prefix}:api", self._log)
 
     def _default_budget(self, tenant: str) -> Budget:
+        """``tenant``'s budget in Redis, shared by every pod; else in this process, with a
+        warning that it is right for one process only."""
         size = (self._settings.api_calls_per_window, self._settings.api_window_seconds)
         if self._redis is None:
             self._log.warning("budget.in_process", tenant=tenant,
@@ -87,6 +104,8 @@ class ZenotiClients:
         return RedisBudget(self._redis, key=key, capacity=size[0], window=size[1], log=self._log)
 
     def _client(self, name: str) -> ZenotiClient:
+        """A new client of tenant ``name``, with its own budget and snapshots (see
+        ``for_tenant`` for the ``PermanentError``)."""
         tenant = self._settings.all_tenants().get(name)
         if tenant is None or not tenant.api_key.get_secret_value():
             raise PermanentError(f"tenant {name!r} has no Zenoti API key configured")
@@ -101,7 +120,9 @@ class ZenotiClients:
         return client
 
     def _snapshots(self, tenant: str, client: ZenotiClient) -> Snapshots | None:
-        """The tenant's center snapshots, shared through Redis when there is one."""
+        """The tenant's center snapshots of ``snapshot_kinds`` (``None`` when that is empty),
+        in Redis when there is one, else in this process; pages are fetched through
+        ``client``."""
         kinds = frozenset(self._settings.snapshot_kinds)
         if not kinds:
             return None
