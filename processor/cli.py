@@ -11,6 +11,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from processor import logs, wiring
+from processor.dev import scaffold
 from processor.dev import stack as devstack
 from processor.dev.sandbox.cli import add_sandbox_parser, add_simulate_parser
 from processor.errors import ConfigError
@@ -105,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     tap.add_parser(sub)
     dlq.add_parser(sub)
     devstack.add_parser(sub)
+    scaffold.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,87 @@
+"""``zenoti-events new-handler``: a plugin package whose own tests pass at once, on the kit.
+
+The generated package is made importable through ``PYTHONPATH`` (nothing is installed); its
+tests run in a process of their own, with their own pytest settings, as its author would run
+them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from processor.cli import main
+from processor.dev.scaffold import Names
+
+NAME = "loyalty-points"
+PACKAGE = "zenoti_events_loyalty_points"
+
+
+def run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python *args`` in ``root``, with the generated package importable."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    env.pop("PYTEST_ADDOPTS", None)
+    return subprocess.run([sys.executable, *args], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=180)
+
+
+@pytest.fixture
+def scaffolded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    assert main(["new-handler", NAME, "--dir", str(tmp_path)]) == 0
+    root = tmp_path / f"zenoti-events-{NAME}"
+    assert f"created {root}" in capsys.readouterr().out
+    return root
+
+
+def test_the_scaffolded_package_passes_its_own_tests_at_once(scaffolded: Path) -> None:
+    result = run(scaffolded, "-m", "pytest", "-p", "no:cacheprovider", "-q")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout
+
+
+def test_the_entry_point_is_declared_and_loads_as_a_checked_handler(scaffolded: Path) -> None:
+    project = tomllib.loads((scaffolded / "pyproject.toml").read_text())
+    declared = project["project"]["entry-points"]["zenoti_events.handlers"]
+    assert declared == {NAME: f"{PACKAGE}.handler:LoyaltyPoints"}
+    script = ("from importlib.metadata import EntryPoint; from processor.worker.plugins import "
+              f"load; (h,) = load([EntryPoint({NAME!r}, {declared[NAME]!r}, "
+              "'zenoti_events.handlers')]); print(h.name, h.cls.event_types)")
+    result = run(scaffolded, "-c", script)
+    assert result.stdout.strip() == f"{NAME} ('Guestpass.redeemed',)", result.stderr
+
+
+def test_the_scaffolded_code_passes_the_projects_linters(scaffolded: Path) -> None:
+    result = run(scaffolded, "-m", "ruff", "check", "--isolated", "--line-length", "100",
+                 "--select", "E,F,W,I,B,UP,SIM,RUF,ASYNC,C90", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", ["Loyalty", "loyalty--points", "loyalty-", "9lives",
+                                  "loyalty_points", "a" * 64])
+def test_a_bad_name_is_refused_and_nothing_written(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["new-handler", name, "--dir", str(tmp_path)]) == 2
+    assert "must be lower-case letters and digits" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_package_is_never_overwritten(
+    scaffolded: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    handler = scaffolded / PACKAGE / "handler.py"
+    handler.write_text("# mine\n")
+    assert main(["new-handler", NAME, "--dir", str(scaffolded.parent)]) == 2
+    assert "exists already: nothing was written" in capsys.readouterr().err
+    assert handler.read_text() == "# mine\n"
+
+
+def test_a_name_gives_the_distribution_package_and_class_names() -> None:
+    names = Names.of("gift-card2-sync")
+    assert (names.dist, names.package, names.cls) == (
+        "zenoti-events-gift-card2-sync", "zenoti_events_gift_card2_sync", "GiftCard2Sync")
