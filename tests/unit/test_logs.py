@@ -133,3 +133,34 @@ async def test_a_client_dropping_mid_body_is_one_info_line_without_a_traceback(
     [line] = [e for e in lines(capsys.readouterr().err) if e.get("logger") == "aiohttp.server"]
     assert line["level"] == "info" and "exception" not in line
     assert "ConnectionResetError('Connection lost')" in line["event"]
+
+
+async def test_message_fields_are_added_to_lines_logged_while_handling_and_only_then() -> None:
+    merge = logs.merge_message_fields
+
+    async def handling() -> list[dict[str, Any]]:
+        with logs.MessageFields(event_id="e1", tenant="spa"):
+            await asyncio.sleep(0)  # another task runs meanwhile, with fields of its own
+            return [merge(None, "info", {"event": "event.enriched"}),
+                    merge(None, "info", {"event": "x", "tenant": "own"})]
+
+    async def other() -> dict[str, Any]:
+        with logs.MessageFields(event_id="e2"):
+            return merge(None, "info", {"event": "other"})
+
+    (enriched, own), elsewhere = await asyncio.gather(handling(), other())
+    assert enriched == {"event": "event.enriched", "event_id": "e1", "tenant": "spa"}
+    assert own["tenant"] == "own"  # a line's own field wins
+    assert elsewhere == {"event": "other", "event_id": "e2"}
+    assert merge(None, "info", {"event": "after"}) == {"event": "after"}
+
+
+@pytest.mark.usefixtures("configured")
+def test_a_standard_library_line_carries_the_message_fields(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert logs.merge_message_fields in structlog.get_config()["processors"]
+    with logs.MessageFields(event_id="e1", handler="membership-freeze"):
+        logging.getLogger("aiormq").warning("channel closed")
+    [line] = lines(capsys.readouterr().err)
+    assert (line["event_id"], line["handler"]) == ("e1", "membership-freeze")
