@@ -85,13 +85,13 @@ through the Zenoti API, published as ``$name.enriched``.
 
 Change the event types, the schema and what ``handle`` asks of ``ctx.zenoti``. Let its
 exceptions propagate: their type is the message's fate (``ResourceNotFound``: parked;
-``ZenotiUnavailable``, ``RateLimited``: retried later), as zenoti-events' docs/writing-handlers.md
-tells.
+``ZenotiUnavailable``, ``RateLimited``: retried later; zenoti-events' docs/writing-handlers.md
+has the whole table).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from processor import Context, Event
 from pydantic import BaseModel
@@ -108,10 +108,9 @@ class $cls:
     event_types: ClassVar[tuple[str, ...]] = ("Guestpass.redeemed",)
     schema: ClassVar[type[BaseModel]] = RedemptionData
 
-    async def handle(self, event: Event[Any], ctx: Context) -> None:
+    async def handle(self, event: Event[RedemptionData], ctx: Context) -> None:
         """One API call at most: the guest (none when a center's snapshot has them)."""
-        data: RedemptionData = event.data
-        guest = await ctx.zenoti.guest(data.guest_id)
+        guest = await ctx.zenoti.guest(event.data.guest_id)
         output = ${cls}Enriched(
             event_id=event.key, tenant=event.tenant, guest_id=guest.id,
             first_name=guest.personal_info.first_name, last_name=guest.personal_info.last_name,

@@ -176,6 +176,15 @@ async def test_the_handler_context_fixture_enriches_over_http_from_the_sandbox(
     assert handler_context.zenoti.calls == 1
 
 
+async def test_a_sandbox_on_a_bad_day_makes_the_handlers_event_a_retry() -> None:
+    with ZenotiSandbox(SandboxConfig(port=0, error_rate=1.0)) as sandbox:
+        body = sandbox.webhook("Guest.Package.StatusUpdate")
+        async with make_context(sandbox=sandbox) as ctx:
+            fate = await fate_of(PackageStatus(), event_of(PackageStatus, body), ctx)
+    assert (fate.outcome, fate.reason) == (Outcome.RETRY, "zenoti_unavailable")
+    assert recorder_of(ctx).names == []
+
+
 def test_every_name_of_the_kit_exists() -> None:
     for name in processor.testing.__all__:
         assert getattr(processor.testing, name) is not None, name
