@@ -1,22 +1,24 @@
 """The look-ups the built-in handlers share, each asking only ``ctx.zenoti``.
 
-=====================  ==================================================  ======================
-look-up                answers                                             calls
-=====================  ==================================================  ======================
-``located_member``     a user membership's row in a center's members       0, or 1 for a guest
+=====================  ==================================================  ====================
+look-up                answers                                             calls, at most
+=====================  ==================================================  ====================
+``located_member``     a user membership's row in a center's members       1: the guest, when
                        snapshot, and its guest; ``None``: use point        no guests snapshot
-                       look-ups                                            has
-``invoice_guest``      the guest an invoice names (how a webhook that      1 (cached 30 days)
+                       look-ups                                            has them
+``invoice_guest``      the guest an invoice names (how a webhook that      1 (kept 30 days)
                        names no guest reaches one)
 ``membership_at``      a guest's user membership among their memberships   1
                        at one center
 ``package_at``         a guest's package among their series packages at    1
                        one center
-=====================  ==================================================  ======================
+=====================  ==================================================  ====================
 
-Ids are GUIDs that Zenoti writes in either case, so every match is case-blind (``by_id``).
-A resource that is not there is ``ResourceNotFound`` (the message is parked, not retried);
-the lists answer ``None`` instead, since a handler may look at another center next.
+The calls are the event's own (an answer from the cache costs none); loading a snapshot
+costs calls too, but of the tenant's client, shared by every event of that center. Ids are
+GUIDs that Zenoti writes in either case, so every match is case-blind (``by_id``). A resource
+that is not there is ``ResourceNotFound`` (the message is parked, not retried); the lists
+answer ``None`` instead, since a handler may look at another center next.
 """
 
 from __future__ import annotations
