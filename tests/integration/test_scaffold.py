@@ -8,6 +8,7 @@ them.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -20,6 +21,7 @@ from processor.dev.scaffold import Names
 
 NAME = "loyalty-points"
 PACKAGE = "zenoti_events_loyalty_points"
+GUIDE = Path(__file__).parents[2] / "docs" / "writing-handlers.md"
 
 
 def run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -59,6 +61,15 @@ def test_the_scaffolded_code_passes_the_projects_linters(scaffolded: Path) -> No
     result = run(scaffolded, "-m", "ruff", "check", "--isolated", "--line-length", "100",
                  "--select", "E,F,W,I,B,UP,SIM,RUF,ASYNC,C90", ".")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_guides_worked_example_is_what_the_scaffold_writes(scaffolded: Path) -> None:
+    example = GUIDE.read_text().split("## A worked example", 1)[1]
+    blocks = re.findall(r"```python\n(.*?)```", example, re.DOTALL)
+    written = "".join(path.read_text() for path in scaffolded.rglob("*.py"))
+    assert len(blocks) == 3
+    for block in blocks:
+        assert block in written, block
 
 
 @pytest.mark.parametrize("name", ["Loyalty", "loyalty--points", "loyalty-", "9lives",
