@@ -20,6 +20,13 @@ confirm and its ack leaves a duplicate). Run one pass per queue at a time: a con
 consumer or pass would take messages this one counted. A copy through the default exchange
 gets the queue's name as routing key, so the first rotation records the key the message was
 parked with in ``x-zenoti-routing-key`` (its only change): replay from unrouted needs it.
+
+Copies are published on the lot's own confirm channel, not through the confirmed publisher
+(``processor.broker.publisher``), which sends the messages zenoti-events makes: a copy is a
+clone of whatever was parked, every property kept (no content type, no message id, an
+expiration, a priority), where the publisher sends only its own persistent ones; its size check
+keeps room for headers below the broker's limit, and would stop every pass at a message the
+broker itself accepted; and a pass must get, ack and nack on a channel of its own anyway.
 """
 
 from __future__ import annotations
