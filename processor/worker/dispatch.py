@@ -9,12 +9,10 @@ unrun. ``handle`` gets ``handler_timeout`` seconds; past it the message is retri
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import UTC, datetime
 from typing import Any
 
-import structlog
 from pydantic import BaseModel
 from structlog.typing import FilteringBoundLogger
 
@@ -24,9 +22,11 @@ from processor.broker.topology import DEAD, ENRICHED, queue_name
 from processor.errors import BrokerUnavailable, HandlerTimeout, PermanentError, PublishRefused
 from processor.fate import Fate, Outcome, decide
 from processor.handler import Context, Event, Handler
+from processor.logs import MessageFields
 from processor.message import MessageMeta, headers_of, output_id, scoped_key
 from processor.metrics import Metrics
 from processor.settings import DEFAULT_TENANT
+from processor.worker.deadline import DeadlineExceeded, within
 from processor.worker.decode import decode_event
 from processor.worker.dedupe import Deduplicator
 from processor.worker.retry import Delay, RetryPolicy
@@ -67,10 +67,8 @@ class Dispatcher:
         started = time.perf_counter()
         self._in_flight.inc()
         meta = MessageMeta.from_headers(message.headers)
-        with structlog.contextvars.bound_contextvars(
-            handler=name, event_id=message.message_id, event_type=meta.event_type,
-            tenant=meta.tenant,
-        ):
+        with MessageFields(handler=name, event_id=message.message_id,
+                           event_type=meta.event_type, tenant=meta.tenant):
             try:
                 await self._process(message, meta)
             finally:
@@ -111,9 +109,8 @@ class Dispatcher:
 
     async def _handle(self, event: Event[Any]) -> None:
         try:
-            async with asyncio.timeout(self._handler_timeout):
-                await self.handler.handle(event, self._context(event))
-        except TimeoutError:
+            await within(self._handler_timeout, self.handler.handle(event, self._context(event)))
+        except DeadlineExceeded:
             raise HandlerTimeout(f"handle did not finish within {self._handler_timeout:g} s"
                                  ) from None
 
