@@ -18,6 +18,8 @@ name                   what it is
 ``plugin_problems``    what the worker's start-up checks find wrong with a handler class
 ``Fate``, ``Outcome``  a message's fate: ``ACK``, ``RETRY`` or ``DEAD_LETTER``, with its reason
 ``TENANT``             the tenant the kit's events and clients belong to by default
+``MemoryBroker``       ``processor.broker.memory``'s in-memory broker: the topology's routing,
+                       delay queues on a simulated clock, dead-lettering, a ``publisher``
 =====================  ========================================================================
 
 With pytest, the plugin ``processor.testing.pytest_plugin`` (loaded by itself once
@@ -34,6 +36,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from processor.broker.memory import MemoryBroker
     from processor.fate import Fate, Outcome
     from processor.testing.context import make_context, recorder_of
     from processor.testing.events import TENANT, envelope, event_of, fate_of, plugin_problems
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TENANT",
     "Fate",
+    "MemoryBroker",
     "Outcome",
     "Published",
     "Recorder",
@@ -57,6 +61,7 @@ __all__ = [
 
 _HOMES = {
     "Fate": "processor.fate", "Outcome": "processor.fate",
+    "MemoryBroker": "processor.broker.memory",
     "make_context": "processor.testing.context", "recorder_of": "processor.testing.context",
     "TENANT": "processor.testing.events", "envelope": "processor.testing.events",
     "event_of": "processor.testing.events", "fate_of": "processor.testing.events",

@@ -188,6 +188,7 @@ async def test_a_sandbox_on_a_bad_day_makes_the_handlers_event_a_retry() -> None
 def test_every_name_of_the_kit_exists() -> None:
     for name in processor.testing.__all__:
         assert getattr(processor.testing, name) is not None, name
+    assert processor.testing.MemoryBroker.__module__ == "processor.broker.memory"
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         getattr(processor.testing, "nothing")  # noqa: B009
 
