@@ -28,7 +28,10 @@ class ZenotiApi(Protocol):
 
     @property
     def calls(self) -> int:
-        """API requests made so far for this event (cache and snapshot answers are free)."""
+        """API requests made so far through this object; an answer from the cache or a snapshot
+        costs none. The worker gives each event a view of its own, starting at 0; a context
+        may be shared in a test, so a handler counting its event's calls reads it before and
+        after."""
         ...
 
     async def get_invoice(self, invoice_id: str) -> Invoice:

@@ -110,6 +110,7 @@ class $cls:
 
     async def handle(self, event: Event[RedemptionData], ctx: Context) -> None:
         """One API call at most: the guest (none when a center's snapshot has them)."""
+        before = ctx.zenoti.calls
         guest = await ctx.zenoti.guest(event.data.guest_id)
         output = ${cls}Enriched(
             event_id=event.key, tenant=event.tenant, guest_id=guest.id,
@@ -117,7 +118,7 @@ class $cls:
             home_center_id=guest.center_id,
         )
         await ctx.publish(OUTPUT, output)
-        ctx.log.info("event.enriched", calls=ctx.zenoti.calls, guest_id=guest.id)
+        ctx.log.info("event.enriched", calls=ctx.zenoti.calls - before, guest_id=guest.id)
 '''
 
 TEST = '''\
