@@ -31,9 +31,7 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
@@ -47,16 +45,17 @@ import aio_pika
 import httpx
 import redis
 
-from bench.procs import free_port
 from bench.stats import percentile
 from processor.broker import topology
-from processor.dev.deliveries import KNOWN_TYPES, Delivery
-from processor.dev.stack import wait_ready
 from processor.broker.topology import delay_queue_name
+from processor.dev import launcher
+from processor.dev.deliveries import KNOWN_TYPES, Delivery
+from processor.dev.launcher import free_port
 from processor.dev.sandbox.day import EVEN_MIX, Day, parse_mix, plan_day
 from processor.dev.sandbox.organisation import Organisation
-from processor.settings import DEFAULT_TENANT
 from processor.dev.simulator import SimulatorConfig, SimulatorReport, run_simulator
+from processor.dev.stack import Stack
+from processor.settings import DEFAULT_TENANT
 
 SECRET, KEY = "bench-secret", "bench-key"
 REDIS = "redis://127.0.0.1:6379/0"
@@ -101,6 +100,21 @@ class Result:
     windows: list[dict[str, float]] = field(default_factory=list)
 
 
+@dataclass
+class BenchStack(Stack):
+    """The run's services; ``uncached`` ones know no Redis, even one set in this process's
+    environment."""
+
+    uncached: bool = False
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = super().env
+        if self.uncached:
+            env.pop("ZENOTI_EVENTS_REDIS_URL", None)
+        return env
+
+
 class Processes:
     """Sandbox, ingress and workers of one run, in their own RabbitMQ virtual host and Redis
     prefix, both removed by ``stop``."""
@@ -109,31 +123,22 @@ class Processes:
         self.args = args
         self.vhost = f"zenoti-bench-{uuid.uuid4().hex[:6]}"
         self.amqp = f"amqp://guest:guest@127.0.0.1:5672/{self.vhost}"
-        self.ports = {name: free_port() for name in ("sandbox", "ingress")}
-        self.children: list[subprocess.Popen[bytes]] = []
+        self.stack = BenchStack(self.amqp, secret=SECRET, api_key=KEY, output="capture",
+                                settings=self.settings(), uncached=args.mode != "shipped")
         self.workers: list[subprocess.Popen[bytes]] = []
 
-    def env(self, worker_port: int) -> dict[str, str]:
+    def settings(self) -> dict[str, str]:
         window = self.args.window_seconds
-        env = {**os.environ, "ZENOTI_EVENTS_AMQP_URL": self.amqp,
-               "ZENOTI_EVENTS_WEBHOOK_SECRETS": json.dumps([SECRET]),
-               "ZENOTI_EVENTS_API_KEY": KEY,
-               "ZENOTI_EVENTS_ZENOTI_API_URL": f"http://127.0.0.1:{self.ports['sandbox']}",
-               "ZENOTI_EVENTS_INGRESS_PORT": str(self.ports["ingress"]),
-               "ZENOTI_EVENTS_WORKER_METRICS_PORT": str(worker_port),
-               "ZENOTI_EVENTS_API_CALLS_PER_WINDOW": str(CALLS),
-               "ZENOTI_EVENTS_API_WINDOW_SECONDS": str(window),
-               "ZENOTI_EVENTS_RETRY_TIERS": json.dumps(tiers(window)),
-               "ZENOTI_EVENTS_RETRY": '{"max_attempts": 50, "max_age_seconds": 3600}',
-               "ZENOTI_EVENTS_LOG_LEVEL": "error", "ZENOTI_EVENTS_LOG_FORMAT": "json",
-               "ZENOTI_EVENTS_INGRESS_DRAIN_SECONDS": "0"}
+        settings = {"ZENOTI_EVENTS_API_CALLS_PER_WINDOW": str(CALLS),
+                    "ZENOTI_EVENTS_API_WINDOW_SECONDS": str(window),
+                    "ZENOTI_EVENTS_RETRY_TIERS": json.dumps(tiers(window)),
+                    "ZENOTI_EVENTS_RETRY": '{"max_attempts": 50, "max_age_seconds": 3600}',
+                    "ZENOTI_EVENTS_LOG_LEVEL": "error",
+                    "ZENOTI_EVENTS_INGRESS_DRAIN_SECONDS": "0"}
         if self.args.mode == "shipped":
-            env["ZENOTI_EVENTS_REDIS_URL"] = REDIS
-            env["ZENOTI_EVENTS_REDIS_PREFIX"] = self.vhost
-        else:
-            env.pop("ZENOTI_EVENTS_REDIS_URL", None)
-            env["ZENOTI_EVENTS_API_CACHE_ENABLED"] = "false"
-        return env
+            return {**settings, "ZENOTI_EVENTS_REDIS_URL": REDIS,
+                    "ZENOTI_EVENTS_REDIS_PREFIX": self.vhost}
+        return {**settings, "ZENOTI_EVENTS_API_CACHE_ENABLED": "false"}
 
     def start(self) -> None:
         for command in (["rabbitmqctl", "add_vhost", self.vhost],
@@ -141,31 +146,19 @@ class Processes:
                          ".*", ".*"]):
             subprocess.run(command, check=True, capture_output=True)
         a = self.args
-        self._spawn(0, "sandbox", "--port", str(self.ports["sandbox"]), "--api-key", KEY,
-                    "--seed", str(a.seed), "--guests", str(a.guests), "--centers", str(a.centers),
-                    "--calls-per-window", str(CALLS), "--window-seconds", str(a.window_seconds))
-        wait_ready(f"http://127.0.0.1:{self.ports['sandbox']}/_sandbox/health", timeout=120)
-        self._spawn(free_port(), "ingress")
-        wait_ready(f"http://127.0.0.1:{self.ports['ingress']}/readyz")
-        for _ in range(a.workers):
-            port = free_port()
-            self.workers.append(self._spawn(port, "worker"))
-            wait_ready(f"http://127.0.0.1:{port}/readyz")
-
-    def _spawn(self, worker_port: int, *argv: str) -> subprocess.Popen[bytes]:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "processor.cli", *argv], env=self.env(worker_port),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.children.append(child)
-        return child
+        self.stack.sandbox("--seed", str(a.seed), "--guests", str(a.guests),
+                           "--centers", str(a.centers), "--calls-per-window", str(CALLS),
+                           "--window-seconds", str(a.window_seconds), timeout=120)
+        self.stack.ingress()
+        self.workers = [self.stack.worker(port=free_port()) for _ in range(a.workers)]
 
     def stop_workers(self) -> None:
         """SIGTERM: each worker finishes what it holds, and what it had not started goes back
         to its queue."""
-        _stop(self.workers, timeout=60)
+        launcher.stop(self.workers, timeout=60)
 
     def stop(self) -> None:
-        _stop(self.children, timeout=30)
+        self.stack.stop()
         subprocess.run(["rabbitmqctl", "delete_vhost", self.vhost], capture_output=True)
         if self.args.mode == "shipped":
             client = redis.Redis.from_url(REDIS)
@@ -173,7 +166,7 @@ class Processes:
                 client.unlink(*batch)
 
     def stats(self) -> dict[str, Any]:
-        url = f"http://127.0.0.1:{self.ports['sandbox']}/_sandbox/stats"
+        url = f"http://127.0.0.1:{self.stack.sandbox_port}/_sandbox/stats"
         stats: dict[str, Any] = httpx.get(url, timeout=5).json()
         return stats
 
@@ -181,18 +174,6 @@ class Processes:
 def tiers(window_seconds: float) -> list[float]:
     """Zenoti-time delay tiers compressed as the budget window is."""
     return [round(t * window_seconds / 60.0, 3) for t in ZENOTI_TIERS]
-
-
-def _stop(children: Sequence[subprocess.Popen[bytes]], timeout: float) -> None:
-    for child in children:
-        if child.poll() is None:
-            child.terminate()
-    for child in children:
-        try:
-            child.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
 
 
 def _batches(keys: Iterable[Any], size: int = 500) -> Iterator[list[Any]]:
@@ -320,7 +301,7 @@ async def run(args: argparse.Namespace) -> Result:
     processes = Processes(args)
     try:
         processes.start()
-        url = f"http://127.0.0.1:{processes.ports['ingress']}/webhooks/zenoti"
+        url = processes.stack.webhook_url
         report = SimulatorReport()
         async with collector(processes.amqp) as seen:
             started = time.monotonic()

@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -32,11 +30,11 @@ import httpx
 import redis
 
 from bench.api_budget import collector
-from bench.procs import free_port
 from processor.dev.deliveries import build_deliveries
-from processor.dev.stack import wait_ready
+from processor.dev.launcher import free_port
 from processor.dev.sandbox.organisation import Organisation
 from processor.dev.simulator import SimulatorConfig, run_simulator
+from processor.dev.stack import Stack
 
 SECRET, KEY = "bench-secret", "bench-key"
 WINDOW, CALLS = 6.0, 60
@@ -62,31 +60,26 @@ class Result:
 
 
 class Processes:
-    """Sandbox, ingress and workers in their own virtual host and Redis prefix."""
+    """Sandbox, ingress and workers in their own virtual host and Redis prefix, run from the
+    checkout ``code`` (the working directory comes first on ``sys.path``)."""
 
     def __init__(self, workers: int, code: Path, org: tuple[int, int]) -> None:
         self.vhost = f"zenoti-deferrals-{uuid.uuid4().hex[:6]}"
         self.amqp = f"amqp://guest:guest@127.0.0.1:5672/{self.vhost}"
-        self.sandbox_port, self.ingress_port = free_port(), free_port()
         self.worker_ports = [free_port() for _ in range(workers)]
-        self.code, self.org = code, org
-        self.children: list[subprocess.Popen[bytes]] = []
+        self.org = org
+        self.stack = Stack(self.amqp, secret=SECRET, api_key=KEY, cwd=code, output="capture",
+                           settings=self.settings())
 
-    def env(self, metrics_port: int) -> dict[str, str]:
-        return {**os.environ, "ZENOTI_EVENTS_AMQP_URL": self.amqp,
-                "ZENOTI_EVENTS_WEBHOOK_SECRETS": json.dumps([SECRET]),
-                "ZENOTI_EVENTS_API_KEY": KEY,
-                "ZENOTI_EVENTS_ZENOTI_API_URL": f"http://127.0.0.1:{self.sandbox_port}",
-                "ZENOTI_EVENTS_INGRESS_PORT": str(self.ingress_port),
-                "ZENOTI_EVENTS_WORKER_METRICS_PORT": str(metrics_port),
-                "ZENOTI_EVENTS_API_CALLS_PER_WINDOW": str(CALLS),
+    def settings(self) -> dict[str, str]:
+        return {"ZENOTI_EVENTS_API_CALLS_PER_WINDOW": str(CALLS),
                 "ZENOTI_EVENTS_API_WINDOW_SECONDS": str(WINDOW),
                 "ZENOTI_EVENTS_API_SHORT_WAIT": str(SHORT_WAIT),
                 "ZENOTI_EVENTS_RETRY_TIERS": json.dumps(TIERS),
                 "ZENOTI_EVENTS_RETRY": '{"max_attempts": 50, "max_age_seconds": 86400}',
                 "ZENOTI_EVENTS_REDIS_URL": REDIS,
                 "ZENOTI_EVENTS_REDIS_PREFIX": self.vhost,
-                "ZENOTI_EVENTS_LOG_LEVEL": "error", "ZENOTI_EVENTS_LOG_FORMAT": "json",
+                "ZENOTI_EVENTS_LOG_LEVEL": "error",
                 "ZENOTI_EVENTS_INGRESS_DRAIN_SECONDS": "0"}
 
     def start(self) -> None:
@@ -94,28 +87,15 @@ class Processes:
                         ["rabbitmqctl", "set_permissions", "-p", self.vhost, "guest", ".*",
                          ".*", ".*"]):
             subprocess.run(command, check=True, capture_output=True)
-        self._spawn(free_port(), "sandbox", "--port", str(self.sandbox_port), "--api-key", KEY,
-                    "--seed", str(SEED), "--guests", str(self.org[0]),
-                    "--centers", str(self.org[1]),
-                    "--calls-per-window", str(CALLS), "--window-seconds", str(WINDOW))
-        wait_ready(f"http://127.0.0.1:{self.sandbox_port}/_sandbox/health")
-        self._spawn(free_port(), "ingress")
-        wait_ready(f"http://127.0.0.1:{self.ingress_port}/readyz")
+        self.stack.sandbox("--seed", str(SEED), "--guests", str(self.org[0]),
+                           "--centers", str(self.org[1]), "--calls-per-window", str(CALLS),
+                           "--window-seconds", str(WINDOW), timeout=120)
+        self.stack.ingress()
         for port in self.worker_ports:
-            self._spawn(port, "worker")
-            wait_ready(f"http://127.0.0.1:{port}/readyz")
-
-    def _spawn(self, metrics_port: int, *argv: str) -> None:
-        # The working directory comes first on sys.path: --code picks the processor package.
-        self.children.append(subprocess.Popen(
-            [sys.executable, "-m", "processor.cli", *argv], cwd=self.code,
-            env=self.env(metrics_port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            self.stack.worker(port=port)
 
     def stop(self) -> None:
-        for child in self.children:
-            child.terminate()
-        for child in self.children:
-            child.wait(timeout=30)
+        self.stack.stop()
         subprocess.run(["rabbitmqctl", "delete_vhost", self.vhost], capture_output=True)
         client = redis.Redis.from_url(REDIS)
         for key in client.scan_iter(match=f"{self.vhost}:*", count=1000):
@@ -131,7 +111,7 @@ class Processes:
         return int(total)
 
     def sandbox_stats(self) -> dict[str, Any]:
-        url = f"http://127.0.0.1:{self.sandbox_port}/_sandbox/stats"
+        url = f"http://127.0.0.1:{self.stack.sandbox_port}/_sandbox/stats"
         stats: dict[str, Any] = httpx.get(url, timeout=5).json()
         return stats
 
@@ -139,13 +119,13 @@ class Processes:
 async def run(events: int, workers: int, code: Path, max_seconds: float,
               org_size: tuple[int, int]) -> Result:
     processes = Processes(workers, code, org_size)
-    processes.start()
     result = Result(events, workers)
     try:
+        processes.start()  # inside: a start that fails stops what it started
         org = Organisation.generate(SEED, guests=org_size[0], centers=org_size[1])
         deliveries = build_deliveries(org, events, seed=9, unknown_ratio=0.0)
         config = SimulatorConfig(
-            url=f"http://127.0.0.1:{processes.ingress_port}/webhooks/zenoti", secret=SECRET,
+            url=processes.stack.webhook_url, secret=SECRET,
             count=len(deliveries), rate=0, concurrency=32, max_resends=10)
         async with collector(processes.amqp) as seen:
             started = time.monotonic()

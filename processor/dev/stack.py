@@ -1,15 +1,20 @@
-"""``zenoti-events up``: the whole system on this machine, so a newcomer sees events flow.
+"""The whole system on this machine: ``Stack``, and ``zenoti-events up`` on it.
 
-First a broker, in this order: whatever answers at ``AMQP_URL`` (a TCP check of its host and
-port); else a private node of the installed ``rabbitmq-server`` (``processor/devbroker.py``);
-else RabbitMQ in Docker through testcontainers; else exit 2 with one line on how to get one.
-Then the sandbox (a stand-in Zenoti API), the ingress, a worker and ``tap`` as child processes,
-and the simulator posts signed deliveries. Demo credentials only; never use them for real.
+``Stack`` is the one launcher of our services, for ``up``, the tests and the benchmarks: the
+environment they share (broker, webhook secret, API key, ports, settings) and a method per
+service, over ``launcher.Children`` (spawn, wait ready, stop; nothing left running).
+
+``up`` lets a newcomer see events flow. First a broker, in this order: whatever answers at
+``AMQP_URL`` (a TCP check of its host and port); else a private node of the installed
+``rabbitmq-server`` (``processor/dev/broker.py``); else RabbitMQ in Docker through
+testcontainers; else exit 2 with one line on how to get one. Then the sandbox (a stand-in
+Zenoti API), the ingress, a worker and ``tap`` as children, and the simulator posts signed
+deliveries. The console shows the enriched events and one summary line
+(``processor/dev/console.py``); the services' logs are kept apart (``--logs DIR``), quoted
+when a service fails. Demo credentials only; never use them for real.
 
 Ctrl-C, SIGTERM, SIGHUP or ``--seconds`` stop everything ``up`` started, the broker last, at
-any point: a start-up that fails or is interrupted stops what it had started. The children run
-in a process group of their own (a Ctrl-C in the terminal reaches ``up`` alone, which stops
-them in order); a child is recorded before a signal may interrupt ``up`` (``_Signals.held``).
+any point: a start-up that fails or is interrupted stops what it had started.
 """
 
 from __future__ import annotations
@@ -21,14 +26,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from processor.dev import broker as devbroker
+from processor.dev.console import Console, Scoreboard
+from processor.dev.launcher import Children, free_port, signals_held
 from processor.settings import Settings
 
 DEMO_SECRET = "demo-webhook-secret"
@@ -36,6 +42,59 @@ DEMO_KEY = "demo-api-key"
 NO_BROKER = ("no RabbitMQ answers at {where}, rabbitmq-server is not installed and Docker does "
              "not answer: install one (e.g. apt-get install rabbitmq-server, brew install "
              "rabbitmq) or set ZENOTI_EVENTS_AMQP_URL")
+
+
+def readyz(port: int) -> str:
+    return f"http://127.0.0.1:{port}/readyz"
+
+
+@dataclass
+class Stack(Children):
+    """Our services against ``amqp_url``; ``settings``: more ``ZENOTI_EVENTS_*`` variables."""
+
+    amqp_url: str
+    secret: str = DEMO_SECRET
+    api_key: str = DEMO_KEY
+    sandbox_port: int = field(default_factory=free_port)
+    ingress_port: int = field(default_factory=free_port)
+    worker_port: int = field(default_factory=free_port)
+    log_format: str = "json"
+    settings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "ZENOTI_EVENTS_AMQP_URL": self.amqp_url,
+            "ZENOTI_EVENTS_WEBHOOK_SECRETS": f'["{self.secret}"]',
+            "ZENOTI_EVENTS_API_KEY": self.api_key,
+            "ZENOTI_EVENTS_ZENOTI_API_URL": f"http://127.0.0.1:{self.sandbox_port}",
+            "ZENOTI_EVENTS_INGRESS_HOST": "127.0.0.1",
+            "ZENOTI_EVENTS_INGRESS_PORT": str(self.ingress_port),
+            "ZENOTI_EVENTS_WORKER_METRICS_PORT": str(self.worker_port),
+            "ZENOTI_EVENTS_LOG_FORMAT": self.log_format,
+            **self.settings,
+        }
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://127.0.0.1:{self.ingress_port}/webhooks/zenoti"
+
+    def sandbox(self, *extra: str, timeout: float | None = None) -> subprocess.Popen[bytes]:
+        return self.spawn("sandbox", "--port", str(self.sandbox_port), "--api-key",
+                          self.api_key, *extra, timeout=timeout,
+                          ready=f"http://127.0.0.1:{self.sandbox_port}/_sandbox/health")
+
+    def ingress(self, *, wait: bool = True) -> subprocess.Popen[bytes]:
+        return self.spawn("ingress", ready=readyz(self.ingress_port) if wait else None)
+
+    def worker(self, *extra: str, port: int | None = None,
+               wait: bool = True) -> subprocess.Popen[bytes]:
+        """A worker (``extra``: its options) serving metrics on ``port`` (default: the
+        stack's ``worker_port``)."""
+        port = self.worker_port if port is None else port
+        env = {**self.env, "ZENOTI_EVENTS_WORKER_METRICS_PORT": str(port)}
+        return self.spawn("worker", *extra, env=env, ready=readyz(port) if wait else None)
 
 
 def add_parser(sub: Any) -> None:
@@ -46,6 +105,9 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--ingress-port", type=int, default=8080)
     parser.add_argument("--sandbox-port", type=int, default=8090)
     parser.add_argument("--worker-port", type=int, default=9100)
+    parser.add_argument("--logs", type=Path, default=None, metavar="DIR",
+                        help="keep the services' logs in DIR/<service>.log (default: kept "
+                             "until exit, shown when a service fails)")
     parser.set_defaults(command=_run)
 
 
@@ -58,15 +120,11 @@ class NoBroker(Exception):
 
 
 class _Signals:
-    """SIGINT, SIGTERM and SIGHUP raise ``Stopped`` in the main thread, once; inside ``held()``
-    they wait for its end. ``ignore()`` while stopping: the stop is bounded anyway."""
+    """SIGINT, SIGTERM and SIGHUP raise ``Stopped`` in the main thread, once (held while a
+    child is being recorded: ``launcher.signals_held``). ``ignore()`` while stopping: the stop
+    is bounded anyway."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-    def __init__(self) -> None:
-        self._holding = False
-        self._pending: int | None = None
-        self._before: dict[int, Any] = {}
 
     def __enter__(self) -> _Signals:
         self._before = {sig: signal.signal(sig, self._on_signal) for sig in self.SIGNALS}
@@ -80,72 +138,66 @@ class _Signals:
         for sig in self.SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
 
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        self._holding = True
-        try:
-            yield
-        finally:
-            self._holding = False
-            if self._pending is not None:
-                self.ignore()
-                raise Stopped(self._pending)
-
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self._holding:
-            self._pending = signum
-            return
         self.ignore()
         raise Stopped(signum)
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
-    with _Signals() as signals, contextlib.ExitStack() as broker:
+    console = Console(sys.stdout)
+    with _Signals() as signals, contextlib.ExitStack() as started:
+        started.callback(console.close)  # last: the final summary
         try:
-            url = _broker(settings.amqp_url.get_secret_value(), broker, signals)
-            _start(args, _env(args, url), children, signals)
-            return _wait(args.seconds, children)
+            url = _broker(settings.amqp_url.get_secret_value(), started, console)
+            stack = started.enter_context(Stack(
+                url, sandbox_port=args.sandbox_port, ingress_port=args.ingress_port,
+                worker_port=args.worker_port, output="capture", log_dir=args.logs,
+                log_format=os.environ.get("ZENOTI_EVENTS_LOG_FORMAT", "json")))
+            simulator = _start(args, stack, started, console, settings)
+            return _watch(args.seconds, stack, simulator, console)
         except Stopped as stop:
-            _say(f"{signal.Signals(stop.args[0]).name}: stopping what it started")
+            console.say(f"zenoti-events up: {signal.Signals(stop.args[0]).name}: "
+                        "stopping what it started")
             return 0
         except NoBroker as exc:
-            print(f"zenoti-events up: {exc}", file=sys.stderr, flush=True)
+            console.say(f"zenoti-events up: {exc}", sys.stderr)
             return 2
         except (RuntimeError, OSError) as exc:  # a child or the broker did not start
-            print(f"zenoti-events up: {exc}", file=sys.stderr, flush=True)
+            console.say(f"zenoti-events up: {exc}", sys.stderr)
             return 1
         finally:
             signals.ignore()
-            _stop(children)
-            # then ``broker`` unwinds: a broker ``up`` started stops last
+            # then ``started`` unwinds: the services stop, then a broker ``up`` started
 
 
-def _broker(url: str, stack: contextlib.ExitStack, signals: _Signals) -> str:
-    """The URL of a broker that answers, started here when need be (stopped by ``stack``)."""
+def _broker(url: str, started: contextlib.ExitStack, console: Console) -> str:
+    """The URL of a broker that answers, started here when need be (stopped by ``started``)."""
     where = _where(url)
     if devbroker.answers(url):
-        _say(f"broker {where} (ZENOTI_EVENTS_AMQP_URL, or the default)")
+        console.say(f"zenoti-events up: broker {where} (ZENOTI_EVENTS_AMQP_URL, or the default)")
         return url
     scripts = devbroker.find_scripts()
     if scripts is not None:
         node = devbroker.PrivateNode(scripts=scripts, prefix="zenoti-up", start_timeout=60)
-        stack.callback(node.close)
-        _say(f"nothing answers at {where}: starting a private RabbitMQ node {node.name}")
-        with signals.held():
+        started.callback(node.close)
+        console.say(f"zenoti-events up: nothing answers at {where}: starting a private "
+                    f"RabbitMQ node {node.name}")
+        with signals_held():
             node.launch()
         node.wait_ready()
-        _say(f"broker {node.url}: private node {node.name}, removed on exit")
+        console.say(f"zenoti-events up: broker {node.url}: private node {node.name}, "
+                    "removed on exit")
         return node.url
     if devbroker.docker_answers() and (container := devbroker.rabbitmq_container()):
-        stack.callback(container.stop)
-        _say(f"nothing answers at {where}: starting RabbitMQ in Docker (testcontainers)")
+        started.callback(container.stop)
+        console.say(f"zenoti-events up: nothing answers at {where}: starting RabbitMQ in "
+                    "Docker (testcontainers)")
         try:
             container.start()
         except Exception as exc:  # Docker's own errors, of every kind
             raise RuntimeError(f"RabbitMQ in Docker did not start: {exc}") from exc
         found = devbroker.container_url(container)
-        _say(f"broker {found}: a container, removed on exit")
+        console.say(f"zenoti-events up: broker {found}: a container, removed on exit")
         return found
     raise NoBroker(NO_BROKER.format(where=where))
 
@@ -157,93 +209,47 @@ def _where(url: str) -> str:
     return "ZENOTI_EVENTS_AMQP_URL"
 
 
-def _say(line: str) -> None:
-    print(f"zenoti-events up: {line}", flush=True)
+def _start(args: argparse.Namespace, stack: Stack, started: contextlib.ExitStack,
+           console: Console, settings: Settings) -> subprocess.Popen[bytes]:
+    """Tap first (bound before the first event), sandbox, ingress and worker made ready, the
+    summary's scoreboard, then the simulator, which is returned."""
+    tap = stack.spawn("tap", pipe=True)
+    assert tap.stdout is not None
+    console.follow(tap.stdout)
+    stack.sandbox()
+    ingress, worker = stack.ingress(wait=False), stack.worker(wait=False)
+    stack.wait_ready(ingress, readyz(stack.ingress_port))
+    stack.wait_ready(worker, readyz(stack.worker_port))
+    metrics = [f"http://127.0.0.1:{port}/metrics" for port in (args.ingress_port,
+                                                               args.worker_port)]
+    board = Scoreboard(stack.amqp_url, metrics[0], metrics[1], settings.retry_tiers)
+    board.start()
+    started.callback(board.close)
+    console.show(board)
+    simulator = stack.spawn("simulate", "--url", stack.webhook_url, "--secret", stack.secret,
+                            "--rate", str(args.rate), "--count", str(args.count))
+    console.say(f"zenoti-events up: ingress {stack.webhook_url}, metrics {metrics[0]} and "
+                f"{metrics[1]}; Ctrl-C stops")
+    return simulator
 
 
-def _env(args: argparse.Namespace, amqp_url: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "ZENOTI_EVENTS_AMQP_URL": amqp_url,
-        "ZENOTI_EVENTS_WEBHOOK_SECRETS": f'["{DEMO_SECRET}"]',
-        "ZENOTI_EVENTS_API_KEY": DEMO_KEY,
-        "ZENOTI_EVENTS_ZENOTI_API_URL": f"http://127.0.0.1:{args.sandbox_port}",
-        "ZENOTI_EVENTS_INGRESS_PORT": str(args.ingress_port),
-        "ZENOTI_EVENTS_WORKER_METRICS_PORT": str(args.worker_port),
-        "ZENOTI_EVENTS_LOG_FORMAT": os.environ.get("ZENOTI_EVENTS_LOG_FORMAT", "console"),
-    }
-
-
-def _start(args: argparse.Namespace, env: dict[str, str],
-           children: list[tuple[str, subprocess.Popen[bytes]]], signals: _Signals) -> None:
-    def spawn(*argv: str) -> subprocess.Popen[bytes]:
-        with signals.held():  # recorded before a signal can interrupt
-            children.append((argv[0], _spawn(env, *argv)))
-        return children[-1][1]
-
-    sandbox = spawn("sandbox", "--port", str(args.sandbox_port), "--api-key", DEMO_KEY)
-    _ready("sandbox", f"http://127.0.0.1:{args.sandbox_port}/_sandbox/health", sandbox)
-    ingress, worker = spawn("ingress"), spawn("worker")
-    _ready("ingress", f"http://127.0.0.1:{args.ingress_port}/readyz", ingress)
-    _ready("worker", f"http://127.0.0.1:{args.worker_port}/readyz", worker)
-    spawn("tap")
-    url = f"http://127.0.0.1:{args.ingress_port}/webhooks/zenoti"
-    spawn("simulate", "--url", url, "--secret", DEMO_SECRET, "--rate", str(args.rate),
-          "--count", str(args.count))
-    _say(f"ingress {url}, metrics :{args.ingress_port}/metrics and :{args.worker_port}/metrics; "
-         "Ctrl-C stops")
-
-
-def _spawn(env: dict[str, str], *argv: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "processor.cli", *argv], env=env,
-                            stdin=subprocess.DEVNULL, process_group=0)
-
-
-def _ready(name: str, url: str, child: subprocess.Popen[bytes]) -> None:
-    try:
-        wait_ready(url, child)
-    except RuntimeError as exc:
-        raise RuntimeError(f"{name} did not start: {exc}") from exc
-
-
-def wait_ready(
-    url: str, child: subprocess.Popen[bytes] | None = None, timeout: float = 30.0
-) -> None:
-    """Return once ``url`` answers 200; ``RuntimeError`` if ``child`` exits first or time
-    runs out. Used by ``up``, the tests and the benchmarks."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child is not None and child.poll() is not None:
-            raise RuntimeError(f"process exited with {child.returncode} before {url} was ready")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not become ready within {timeout:g} s")
-
-
-def _wait(seconds: float, children: list[tuple[str, subprocess.Popen[bytes]]]) -> int:
-    """Until ``seconds`` pass (0: until a signal); 1 as soon as a service child exits."""
+def _watch(seconds: float, stack: Stack, simulator: subprocess.Popen[bytes],
+           console: Console) -> int:
+    """Show what comes until ``seconds`` pass (0: until a signal); 1 as soon as a service
+    exits. The simulator's end is said once."""
     deadline = time.monotonic() + seconds if seconds else float("inf")
+    simulating = True
     while time.monotonic() < deadline:
-        for name, child in children:
-            if name != "simulate" and child.poll() is not None:
-                print(f"zenoti-events up: {name} exited with {child.returncode}; stopping",
-                      file=sys.stderr, flush=True)
-                return 1
-        time.sleep(0.5)
+        console.refresh()
+        gone = stack.exited(but=("simulate",))
+        if gone is not None:
+            console.say(f"zenoti-events up: {stack.name(gone)} exited with {gone.returncode}; "
+                        f"stopping{stack.tail(gone)}", sys.stderr)
+            return 1
+        if simulating and simulator.poll() is not None:
+            simulating = False
+            said = "sent its deliveries" if simulator.returncode == 0 else (
+                f"exited with {simulator.returncode}{stack.tail(simulator)}")
+            console.say(f"zenoti-events up: the simulator {said}")
+        time.sleep(0.25)
     return 0
-
-
-def _stop(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
-    for _, child in reversed(children):
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    for _, child in children:
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()

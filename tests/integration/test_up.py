@@ -24,8 +24,8 @@ from typing import IO
 
 import pytest
 
-from processor.dev import broker as devbroker
 from processor.cli import main
+from processor.dev import broker as devbroker
 from tests.integration.processes import free_port
 
 pytestmark = [pytest.mark.integration,
@@ -33,6 +33,8 @@ pytestmark = [pytest.mark.integration,
 
 NODE = re.compile(r"starting a private RabbitMQ node (\S+)")
 ENRICHED = re.compile(r"^guest\.\S+\s+tenant=default guest=", re.MULTILINE)
+SUMMARY = re.compile(r"^accepted (\d+)  enriched (\d+)  parked (\d+)  "
+                     r"waiting for the API budget (\d+)$", re.MULTILINE)
 
 
 @pytest.fixture
@@ -128,10 +130,23 @@ def test_up_without_a_broker_starts_its_own_node_and_leaves_nothing_behind(up: U
 
     assert code == 0, stderr[-3000:]
     assert f"private node {node}" in stdout, stdout
-    assert ENRICHED.search(stdout), stdout
     assert time.monotonic() - began > 19, "stopped before --seconds"
     assert "Traceback" not in stderr, stderr[-3000:]
     _assert_nothing_left(up, node)
+
+
+def test_up_shows_the_enriched_events_and_one_summary_line_not_the_logs(up: Up) -> None:
+    code, stdout, stderr = up.finish(timeout=80)
+
+    assert code == 0, stderr[-3000:]
+    events = ENRICHED.findall(stdout)
+    accepted, enriched, parked, waiting = map(int, SUMMARY.findall(stdout)[-1])
+    assert (accepted, waiting) == (5, 0), stdout  # --count 5, all done within --seconds
+    assert enriched == len(events) > 0 and enriched + parked == 5, stdout
+    others = [line for line in stdout.splitlines() if not ENRICHED.match(line)
+              and not SUMMARY.match(line) and not line.startswith("zenoti-events up: ")]
+    assert not others, f"not an event, the summary or up's own word: {others}"
+    assert not stderr, f"the services' logs are kept apart: {stderr[-3000:]}"
 
 
 @pytest.mark.parametrize(("moment", "after"), [
