@@ -19,8 +19,8 @@ import aio_pika
 
 from processor.broker import topology
 from processor.broker.topology import delay_queue_name
-from processor.settings import DEFAULT_TENANT
 from processor.dev.simulator import SimulatorReport
+from processor.settings import DEFAULT_TENANT
 from tests.integration.amqp import DEFAULT_TIERS, channel
 from tests.integration.processes import Stack
 

@@ -15,10 +15,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from processor.broker.publisher import _WATCH_OVERHEAD, ConfirmedPublisher
 from processor.errors import BrokerUnavailable
 from processor.logs import get_logger
 from processor.metrics import Metrics
-from processor.broker.publisher import _WATCH_OVERHEAD, ConfirmedPublisher
 from tests.conftest import Broker
 from tests.integration.amqp import channel, depth
 

@@ -13,10 +13,10 @@ import aio_pika
 import pytest
 
 from processor.broker import topology
+from processor.broker.topology import Binding
 from processor.cli import main
 from processor.errors import BrokerUnavailable
 from processor.ops.parking import Filter, ParkingLot
-from processor.broker.topology import Binding
 from tests.conftest import Broker
 from tests.integration.amqp import TEST_BINDINGS, channel, depth, drain, reset
 

@@ -10,10 +10,10 @@ from typing import Any
 import aiormq
 import pytest
 
+from processor.broker.publisher import ConfirmedPublisher
 from processor.errors import BrokerUnavailable, PublishRefused
 from processor.logs import get_logger
 from processor.metrics import Metrics
-from processor.broker.publisher import ConfirmedPublisher
 from processor.settings import BROKER_HEADER_ALLOWANCE
 from tests.conftest import Broker
 from tests.integration.amqp import channel, drain

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from processor import RateLimited, ZenotiUnavailable
-from processor.errors import UnexpectedResponse
 from processor.broker.topology import ENRICHED
+from processor.errors import UnexpectedResponse
 from tests.conftest import Broker
 from tests.integration.amqp import collect, depth, drain, listener, reset
 from tests.integration.inprocess import BINDINGS, Scripted, send, settings_for, worker

@@ -19,9 +19,9 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
-from processor.wiring import run_ingress
-from processor.settings import Settings
 from processor.ingress.signature import sign
+from processor.settings import Settings
+from processor.wiring import run_ingress
 from tests.conftest import Broker
 from tests.integration.amqp import TEST_BINDINGS, reset
 from tests.integration.processes import Stack, free_port

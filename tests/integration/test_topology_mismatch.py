@@ -15,12 +15,12 @@ import pytest
 from aio_pika.abc import AbstractChannel
 
 from processor.broker import topology
+from processor.broker.publisher import ConfirmedPublisher
+from processor.broker.topology import Binding
 from processor.errors import TopologyMismatch
 from processor.logs import get_logger
 from processor.metrics import Metrics
-from processor.broker.publisher import ConfirmedPublisher
 from processor.settings import Settings
-from processor.broker.topology import Binding
 from tests.conftest import Broker
 from tests.integration.amqp import TEST_BINDINGS, channel, reset
 from tests.integration.processes import Stack

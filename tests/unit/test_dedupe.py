@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from processor.worker.dedupe import MemoryDeduplicator, make_deduplicator
 from processor.logs import get_logger
+from processor.worker.dedupe import MemoryDeduplicator, make_deduplicator
 
 
 class Clock:

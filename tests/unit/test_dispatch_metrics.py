@@ -6,13 +6,13 @@ from __future__ import annotations
 from pydantic import SecretStr
 
 from handlers.membership_freeze import MembershipFreeze
-from processor.worker.dedupe import MemoryDeduplicator
-from processor.worker.dispatch import OUTCOMES, Dispatcher
+from processor.broker.publisher import ConfirmedPublisher
 from processor.logs import get_logger
 from processor.metrics import Metrics
-from processor.broker.publisher import ConfirmedPublisher
-from processor.worker.retry import RetryPolicy
 from processor.settings import RetryLimits, Settings
+from processor.worker.dedupe import MemoryDeduplicator
+from processor.worker.dispatch import OUTCOMES, Dispatcher
+from processor.worker.retry import RetryPolicy
 from processor.zenoti.clients import ZenotiClients
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict
 
+from processor.errors import InvalidEnvelope
 from processor.ingress.envelope import event_key, parse_envelope
 from processor.message import MessageMeta
 from processor.worker.decode import decode_event
-from processor.errors import InvalidEnvelope
 from schemas.envelope import parse_zenoti_timestamp, routing_key
 
 SAMPLES = Path(__file__).parents[1] / "fixtures" / "samples"

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from processor.serving import probes
 from processor.metrics import Metrics
+from processor.serving import probes
 
 Held = list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
 

@@ -9,8 +9,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from structlog.testing import capture_logs
 
-from processor.worker.dedupe import RedisDeduplicator
 from processor.logs import Throttle, get_logger
+from processor.worker.dedupe import RedisDeduplicator
 from processor.zenoti.cache import KINDS, RedisCache
 from processor.zenoti.shared_budget import RedisBudget
 

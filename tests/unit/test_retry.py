@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from structlog.testing import capture_logs
 
+from processor.broker.topology import tier_label
 from processor.errors import BudgetExhausted, RateLimited
 from processor.fate import Fate, Outcome, decide
-from processor.broker.topology import tier_label
 from processor.message import ATTEMPT, FIRST_FAILURE, HISTORY
-from processor.worker.retry import Delay, GiveUp, RetryPolicy
 from processor.settings import RetryLimits
+from processor.worker.retry import Delay, GiveUp, RetryPolicy
 
 TIERS = (5.0, 30.0, 120.0, 600.0, 3600.0)
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)

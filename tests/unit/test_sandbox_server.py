@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from processor.errors import ConfigError
 from processor.dev.sandbox import Organisation, SandboxConfig, SandboxServer, run_sandbox
+from processor.errors import ConfigError
 
 AUTH = {"Authorization": "apikey test-key"}
 SEED = 11

@@ -7,8 +7,8 @@ from pydantic import SecretStr
 
 from processor.errors import ConfigError
 from processor.logs import get_logger
-from processor.wiring import check_signing
 from processor.settings import DEFAULT_TENANT, Settings
+from processor.wiring import check_signing
 
 
 def test_defaults_point_at_the_local_broker_and_the_real_api() -> None:

@@ -22,11 +22,11 @@ from processor.dev.deliveries import (
     UNKNOWN_TYPES,
     build_deliveries,
 )
-from processor.errors import ConfigError
 from processor.dev.sandbox import Organisation, SandboxConfig, SandboxServer
 from processor.dev.sandbox.day import parse_mix, plan_day
-from processor.ingress.signature import HEADER, verify
 from processor.dev.simulator import SimulatorConfig, SimulatorReport, run_simulator
+from processor.errors import ConfigError
+from processor.ingress.signature import HEADER, verify
 from schemas.envelope import Envelope
 
 SEED = 5
