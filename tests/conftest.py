@@ -1,79 +1,97 @@
-"""Shared fixtures. Integration tests get a real RabbitMQ this way, in order:
+"""Shared fixtures. Integration tests get a real RabbitMQ as ``zenoti-events up`` finds one:
 
 1. ``AMQP_URL`` from the environment, used as given;
 2. the local broker (``amqp://guest:guest@127.0.0.1:5672/``), in a fresh virtual host made
    with ``rabbitmqctl`` for this run (so a running dev stack is never disturbed);
-3. a RabbitMQ container through testcontainers, where a Docker engine answers.
+3. else a private node of the installed ``rabbitmq-server`` (``private_node``), in a fresh
+   virtual host too;
+4. else a RabbitMQ container through testcontainers, where a Docker engine answers.
 
-With none of them: the tests skip locally, and fail when ``CI`` is set.
+With none of them: the tests skip locally, and fail when ``CI`` is set (``missing``).
+``ZENOTI_TEST_BROKER=private`` (or ``container``) begins the search at that rung.
 
-Tests that stop, restart or alarm a broker never do it to that one (a developer may be using
-it): they take ``private_broker``, on ``private_node``, a RabbitMQ node of this session alone
-(``tests/rabbit.py``). It needs ``rabbitmq-server`` installed here: without
-it they skip locally and fail under ``CI``. ``shared_broker_untouched`` checks at the end of
-the session that the local broker was left alone (same process, app never stopped, no alarm).
+Tests that stop, restart or alarm a broker never do it to the local one (a developer may be
+using it): they take ``private_broker``, on ``private_node``, a RabbitMQ node of this session
+alone (``tests/rabbit.py``). It needs ``rabbitmq-server`` installed here: without it they skip
+locally and fail under ``CI``. ``shared_broker_untouched`` checks at the end of the session
+that the local broker was left alone (same process, app never stopped, no alarm).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 from urllib.parse import quote
 
 import pytest
 import structlog
 
+from processor.dev import broker as devbroker
 from tests.rabbit import NodeError, PrivateNode, SharedBrokerWatch, find_scripts
 
-if TYPE_CHECKING:
-    from testcontainers.rabbitmq import RabbitMqContainer
-
-LOCAL = ("127.0.0.1", 5672)
-
-
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
+LOCAL = "amqp://guest:guest@127.0.0.1:5672/"
+START = "ZENOTI_TEST_BROKER"
+"""``private`` or ``container``: begin the search there (to try a rung while a broker runs)."""
 
 
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+def _rabbitmqctl(*args: str) -> str:
+    done = subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True,
+                          text=True, timeout=60)
+    return done.stdout
 
 
 @pytest.fixture(scope="session")
-def broker() -> Iterator[Broker]:
-    """A broker for this test session: its URL and, when local, its virtual host."""
-    if url := os.environ.get("AMQP_URL"):
+def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
+    """A broker for this test session (see the module's docstring): its URL and, when this
+    run made its own virtual host, that virtual host."""
+    start = os.environ.get(START, "")
+    if start not in ("", "private", "container"):
+        pytest.fail(f"{START}={start!r}: say private or container (or nothing)")
+    if not start and (url := os.environ.get("AMQP_URL")):
         yield Broker(url, vhost=None)
-        return
-    if _reachable(*LOCAL) and shutil.which("rabbitmqctl"):
-        vhost = f"zenoti-events-test-{uuid.uuid4().hex[:8]}"
-        _rabbitmqctl("add_vhost", vhost)
-        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        try:
-            yield Broker(f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost, safe='')}", vhost)
-        finally:
-            _rabbitmqctl("delete_vhost", vhost)
-        return
-    container = _container()
-    if container is None:
-        _missing("no RabbitMQ: set AMQP_URL, run one on 127.0.0.1:5672, or start Docker")
-    with container as running:
-        host, port = running.get_container_host_ip(), running.get_exposed_port(5672)
-        yield Broker(f"amqp://guest:guest@{host}:{port}/", vhost=None)
+    elif not start and devbroker.answers(LOCAL) and shutil.which("rabbitmqctl"):
+        yield from _local_vhost()
+    elif start != "container" and find_scripts() is not None:
+        yield from _private_vhost(request.getfixturevalue("private_node"))
+    elif devbroker.docker_answers() and (container := devbroker.rabbitmq_container()):
+        with container as running:
+            yield Broker(devbroker.container_url(running), vhost=None)
+    else:
+        missing("no RabbitMQ: set AMQP_URL, run one on 127.0.0.1:5672, install "
+                "rabbitmq-server, or start Docker")
 
 
-def _missing(message: str) -> NoReturn:
+def _local_vhost() -> Iterator[Broker]:
+    vhost = f"zenoti-events-test-{uuid.uuid4().hex[:8]}"
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    try:
+        yield Broker(f"{LOCAL}{quote(vhost, safe='')}", vhost)
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
+
+
+def _private_vhost(node: PrivateNode) -> Iterator[Broker]:
+    vhost = f"zenoti-events-test-{uuid.uuid4().hex[:8]}"
+    node.heal()
+    url = node.add_vhost(vhost)
+    try:
+        yield Broker(url, vhost, node=node)
+    finally:
+        with contextlib.suppress(NodeError):  # removed with the node anyway
+            node.heal()
+            node.delete_vhost(vhost)
+
+
+def missing(message: str) -> NoReturn:
+    """Skip the test for want of ``message``'s tool here; fail it under ``CI``."""
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
@@ -81,16 +99,21 @@ def _missing(message: str) -> NoReturn:
 
 class Broker:
     """Where the tests' broker is; ``vhost`` is set when this run made its own, ``node`` when
-    the broker is this session's private node (then the test may break it)."""
+    the broker is this session's private node (``private_broker`` alone may break it)."""
 
     def __init__(self, url: str, vhost: str | None, node: PrivateNode | None = None) -> None:
         self.url = url
         self.vhost = vhost
         self.node = node
 
+    def ctl(self, *args: str) -> str:
+        """``rabbitmqctl -q args`` on this broker's node (the private one, else the local)."""
+        assert self.vhost, "needs the local broker and rabbitmqctl, or a private node"
+        return self.node.ctl(*args) if self.node is not None else _rabbitmqctl(*args)
+
     def close_connections(self) -> None:
         """Make the broker drop every client connection of this run (a broker-side failure)."""
-        assert self.vhost, "needs the local broker and rabbitmqctl"
+        assert self.vhost, "needs the local broker and rabbitmqctl, or a private node"
         reason = "test: simulated failure"
         if self.node is not None:
             self.node.close_connections(self.vhost, reason)
@@ -113,7 +136,7 @@ def private_node(request: pytest.FixtureRequest) -> Iterator[PrivateNode]:
     """A RabbitMQ node of this session alone (started at first use, a few seconds), for the
     tests that stop, restart or alarm a broker; stopped and removed at the end."""
     if find_scripts() is None:
-        _missing("no rabbitmq-server here: the tests that break a broker start their own node")
+        missing("no rabbitmq-server here: the tests that break a broker start their own node")
     request.getfixturevalue("shared_broker_untouched")  # watched while a node may be broken
     try:
         node = PrivateNode().start()
@@ -135,16 +158,6 @@ def private_broker(private_node: PrivateNode) -> Iterator[Broker]:
         yield Broker(private_node.url, "/", node=private_node)
     finally:
         private_node.heal()
-
-
-def _container() -> RabbitMqContainer | None:
-    if not shutil.which("docker"):
-        return None
-    if subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode != 0:
-        return None
-    from testcontainers.rabbitmq import RabbitMqContainer
-
-    return RabbitMqContainer("rabbitmq:3.13")
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

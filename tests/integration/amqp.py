@@ -11,9 +11,8 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from processor.broker import topology
-from processor.broker.topology import delay_queue_name
+from processor.broker.topology import Binding, delay_queue_name
 from processor.settings import Settings
-from processor.broker.topology import Binding
 
 DEFAULT_TIERS = Settings.model_fields["retry_tiers"].get_default(call_default_factory=True)
 
@@ -89,7 +88,7 @@ async def listener(url: str, exchange: str, key: str = "#") -> AsyncIterator[
 
 async def collect(received: asyncio.Queue[AbstractIncomingMessage], n: int,
                   timeout: float = 30.0) -> list[AbstractIncomingMessage]:
-    out = []
+    out: list[AbstractIncomingMessage] = []
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(timeout):
             while len(out) < n:
