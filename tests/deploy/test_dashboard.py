@@ -31,6 +31,7 @@ def declared() -> dict[str, set[str]]:
     names: dict[str, set[str]] = {}
     for metric in vars(Metrics()).values():
         if isinstance(metric, MetricWrapperBase):
+            assert metric._type is not None  # set by each concrete class: counter, gauge, ...
             for suffix in SUFFIXES[metric._type]:
                 names[metric._name + suffix] = set(metric._labelnames)
     return names

@@ -484,7 +484,7 @@ def test_every_pod_runs_non_root_read_only_without_capabilities(name: str) -> No
 
 
 def _selects(policy: Resource, labels: dict[str, str]) -> bool:
-    wanted = policy["spec"]["podSelector"].get("matchLabels", {})
+    wanted: dict[str, str] = policy["spec"]["podSelector"].get("matchLabels", {})
     return wanted.items() <= labels.items()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -35,7 +35,7 @@ def shared_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-async def running(broker: Broker, shared_env: None) -> Iterator[Stack]:
+async def running(broker: Broker, shared_env: None) -> AsyncIterator[Stack]:
     await reset(broker.url, ALL)
     with stack(broker.url) as s:
         yield s

@@ -13,6 +13,7 @@ import aio_pika
 import pytest
 
 from processor.broker import topology
+from processor.broker.protocols import Headers
 from processor.broker.topology import Binding
 from processor.cli import main
 from processor.errors import BrokerUnavailable
@@ -43,9 +44,9 @@ async def url(broker: Broker) -> str:
 
 async def park(url: str, message_id: str, *, reason: str = "invalid_payload",
                event_type: str = "Guest.Membership.Freeze", dead_ago: float = 60,
-               extra: dict[str, object] | None = None) -> None:
+               extra: Headers | None = None) -> None:
     """Park a dead letter the way the worker writes one."""
-    headers = {
+    headers: Headers = {
         "tenant": "default", "event_type": event_type, "received_at": NOW.isoformat(),
         "delivery_id": f"d-{message_id}", "x-zenoti-reason": reason,
         "x-zenoti-error": f"{reason} for {message_id}", "x-zenoti-handler": HANDLER,

@@ -11,6 +11,7 @@ from processor import RateLimited, ZenotiUnavailable
 from processor.broker.topology import ENRICHED
 from processor.errors import UnexpectedResponse
 from tests.conftest import Broker
+from tests.headers import tables, text
 from tests.integration.amqp import collect, depth, drain, listener, reset
 from tests.integration.inprocess import BINDINGS, Scripted, send, settings_for, worker
 
@@ -46,7 +47,7 @@ async def test_exhausted_retries_are_dead_lettered_with_their_history(url: str) 
         [dead] = await drain(url, DEAD, 1, timeout=15)
     assert Scripted.calls["k2"] == 3
     assert dead.headers["x-zenoti-reason"] == "attempts_exhausted"
-    history = dead.headers["x-zenoti-history"]
+    history = tables(dead.headers["x-zenoti-history"])
     assert [h["attempt"] for h in history] == [1, 2, 3]
     assert "503 #2" in history[2]["error"]
     assert "x-death" not in dead.headers
@@ -90,7 +91,7 @@ async def test_an_invalid_payload_is_parked_at_once(url: str) -> None:
         await send(url, "Test.Scripted", "k5", {"n": "not a number"})
         [dead] = await drain(url, DEAD, 1, timeout=10)
     assert dead.headers["x-zenoti-reason"] == "invalid_payload"
-    assert "n" in dead.headers["x-zenoti-error"]
+    assert "n" in text(dead.headers["x-zenoti-error"])
     assert "k5" not in Scripted.calls
 
 
@@ -116,7 +117,7 @@ async def test_a_message_whose_copies_the_broker_would_refuse_is_parked_by_the_b
         await send(url, "Test.Scripted", "k-big", {"n": 1, "pad": "x" * 3000})
         [dead] = await drain(url, DEAD, 1, timeout=15)
     assert b"x" * 3000 in dead.body
-    assert dead.headers["x-death"][0]["reason"] == "rejected"
+    assert tables(dead.headers["x-death"])[0]["reason"] == "rejected"
     assert Scripted.calls["k-big"] == 1
 
 
@@ -126,4 +127,5 @@ async def test_a_shape_zenoti_keeps_answering_is_parked_as_unexpected_response(u
         await send(url, "Test.Scripted", "k-shape", {"n": 1})
         [dead] = await drain(url, DEAD, 1, timeout=15)
     assert dead.headers["x-zenoti-reason"] == "unexpected_response"
-    assert [h["reason"] for h in dead.headers["x-zenoti-history"]] == ["unexpected_response"] * 3
+    history = tables(dead.headers["x-zenoti-history"])
+    assert [h["reason"] for h in history] == ["unexpected_response"] * 3

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def running(broker: Broker) -> Iterator[Stack]:
+async def running(broker: Broker) -> AsyncIterator[Stack]:
     await reset(broker.url, ALL)
     with stack(broker.url) as s:
         s.sandbox("--latency-ms", "1500", "--calls-per-window", "10000")

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import pytest
@@ -93,7 +94,7 @@ async def trickle(port: int, head: bytes, drip: Iterable[int], *, every: float =
     return cut
 
 
-def settings_for(url: str, **extra: object) -> Settings:
+def settings_for(url: str, **extra: Any) -> Settings:
     return Settings(amqp_url=SecretStr(url), webhook_secrets=[SecretStr(SECRET)],
                     ingress_host="127.0.0.1", ingress_port=free_port(),
                     ingress_drain_seconds=0.0, reconnect_max_delay=0.5, **extra)

@@ -8,7 +8,8 @@ import json
 import re
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -41,7 +42,7 @@ class Busy(Stack):
 
 
 @pytest.fixture
-async def stack(broker: Broker) -> Iterator[Busy]:
+async def stack(broker: Broker) -> AsyncIterator[Busy]:
     await reset(broker.url, ALL)
     running = Busy(broker.url)
     try:
@@ -57,7 +58,7 @@ def start(stack: Busy, *sandbox: str) -> None:
     stack.worker()
 
 
-async def enrich_a_day(stack: Busy) -> tuple[list[dict[str, object]], int]:
+async def enrich_a_day(stack: Busy) -> tuple[list[dict[str, Any]], int]:
     org = Organisation.generate(1, guests=GUESTS, centers=CENTERS)
     deliveries = build_deliveries(org, COUNT, seed=5, unknown_ratio=0.0)
     async with listener(stack.amqp_url, topology.ENRICHED) as received:
@@ -80,8 +81,8 @@ async def test_a_busy_day_is_enriched_at_a_fraction_of_a_call_per_event(stack: B
     start(stack)
     events, calls = await enrich_a_day(stack)
     assert len(events) == COUNT
-    assert all(e["guest"]["id"] for e in events)  # type: ignore[index]
-    with_names = sum(1 for e in events if e["guest"]["first_name"])  # type: ignore[index]
+    assert all(e["guest"]["id"] for e in events)
+    with_names = sum(1 for e in events if e["guest"]["first_name"])
     assert with_names == COUNT
     # Point look-ups cost 2 to 3 calls an event; the snapshots must cut that by far.
     assert calls < 0.8 * COUNT, calls

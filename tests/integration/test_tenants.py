@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -42,7 +42,7 @@ class TwoTenants(Stack):
 
 
 @pytest.fixture
-async def running(broker: Broker) -> Iterator[TwoTenants]:
+async def running(broker: Broker) -> AsyncIterator[TwoTenants]:
     await reset(broker.url, TEST_BINDINGS)
     stack = TwoTenants(broker.url)
     try:
@@ -69,4 +69,4 @@ async def test_the_same_deliveries_to_two_tenants_are_all_enriched_for_each(
     per_tenant = Counter(json.loads(m.body)["tenant"] for m in out)
     assert per_tenant == {"default": COUNT, "acme": COUNT}
     assert len({m.message_id for m in out}) == 2 * COUNT
-    assert all(m.message_id.startswith(json.loads(m.body)["tenant"] + ":") for m in out)
+    assert all((m.message_id or "").startswith(json.loads(m.body)["tenant"] + ":") for m in out)

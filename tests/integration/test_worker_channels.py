@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from processor import Context, Event
 from processor.broker import topology
+from processor.broker.protocols import IncomingMessage
 from processor.broker.topology import Binding, queue_name
 from processor.settings import Settings
 from processor.wiring import WorkerProcess
@@ -49,7 +50,8 @@ class AckingAnUnknownTag(Dispatcher):
 
     broke = False
 
-    async def __call__(self, message: AbstractIncomingMessage) -> None:
+    async def __call__(self, message: IncomingMessage) -> None:
+        assert isinstance(message, AbstractIncomingMessage)  # aio-pika's, with its channel
         if message.message_id == "break" and not AckingAnUnknownTag.broke:
             AckingAnUnknownTag.broke = True
             await message.channel.basic_ack(delivery_tag=1_000_000)

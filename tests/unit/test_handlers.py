@@ -240,7 +240,7 @@ async def snapshot_ctx(
 
 
 @pytest.mark.parametrize("handler", [MembershipFreeze, GuestpassRedeemed, PackageStatus])
-def test_each_handler_passes_the_plugin_checks(handler: type) -> None:
+def test_each_handler_passes_the_plugin_checks(handler: type[Handler]) -> None:
     assert check(handler, handler.name) == []
 
 
@@ -494,7 +494,7 @@ async def test_package_status_names_the_invoices_guest_when_no_snapshot_has_them
     assert zenoti.paths() == [f"/v1/invoices/{PACKAGE_SALE}"]
 
 
-def readme_handler() -> type:
+def readme_handler() -> type[Handler]:
     """The handler class of README's "Writing a handler" example, made by running it."""
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     section = readme.split("## Writing a handler", 1)[1].split("\n## ", 1)[0]
@@ -502,7 +502,7 @@ def readme_handler() -> type:
     assert found is not None, "README's handler section has no python example"
     namespace: dict[str, Any] = {"__name__": "readme_example"}
     exec(compile(found.group(1), "README.md", "exec"), namespace)
-    handler: type = namespace["EchoHandler"]
+    handler: type[Handler] = namespace["EchoHandler"]
     return handler
 
 

@@ -12,6 +12,7 @@ import pytest
 import structlog
 from aiohttp import web
 from structlog.testing import capture_logs
+from structlog.typing import EventDict
 
 from processor import logs
 
@@ -138,13 +139,13 @@ async def test_a_client_dropping_mid_body_is_one_info_line_without_a_traceback(
 async def test_message_fields_are_added_to_lines_logged_while_handling_and_only_then() -> None:
     merge = logs.merge_message_fields
 
-    async def handling() -> list[dict[str, Any]]:
+    async def handling() -> list[EventDict]:
         with logs.MessageFields(event_id="e1", tenant="spa"):
             await asyncio.sleep(0)  # another task runs meanwhile, with fields of its own
             return [merge(None, "info", {"event": "event.enriched"}),
                     merge(None, "info", {"event": "x", "tenant": "own"})]
 
-    async def other() -> dict[str, Any]:
+    async def other() -> EventDict:
         with logs.MessageFields(event_id="e2"):
             return merge(None, "info", {"event": "other"})
 
