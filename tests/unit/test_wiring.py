@@ -99,7 +99,9 @@ async def test_the_given_parts_are_the_ones_the_worker_holds() -> None:
     await built.aclose()
 
 
-async def test_every_outcome_series_of_every_handler_exists_once_built() -> None:
+async def test_the_series_of_every_handler_exist_at_zero_once_built() -> None:
+    # A worker that hangs before its first message still shows zeros: an alert on a rate has
+    # a series to see.
     metrics = Metrics()
     built = build_worker(settings(), [Alpha(), Beta()], metrics=metrics)
     text = metrics.render().decode()
@@ -108,6 +110,7 @@ async def test_every_outcome_series_of_every_handler_exists_once_built() -> None
         for outcome in OUTCOMES:
             assert (f'zenoti_events_messages_total{{handler="{handler}",'
                     f'outcome="{outcome}"}} 0.0') in text
+        assert f'zenoti_events_in_flight{{handler="{handler}"}} 0.0' in text
 
 
 def test_bindings_follow_the_handlers_with_the_settings_overrides() -> None:
