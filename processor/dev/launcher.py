@@ -1,8 +1,9 @@
 """One launcher for the processes that ``zenoti-events up``, the tests and the benchmarks start.
 
-``Children`` spawns ``python -m <module> ...`` (``processor.cli`` unless told), waits until
-each child is ready and stops them all; ``Stack`` adds what our services share: their
-environment (broker, webhook secret, API key, ports, settings) and one method per service.
+``Children`` spawns ``python -m <module> ...`` (``processor.cli`` unless told; ``start`` runs
+any command), waits until each child is ready and stops them all; ``Stack``
+(``processor/dev/stack.py``) adds what our services share: their environment (broker,
+webhook secret, API key, ports, settings) and one method per service.
 
     with Stack(amqp_url, secret=SECRET, api_key=KEY) as stack:  # all stopped on leaving
         stack.sandbox(); stack.ingress(); stack.worker()        # each ready, or NotReady
@@ -140,17 +141,25 @@ class Children:
     def spawn(self, *argv: str, module: str = CLI, env: Mapping[str, str] | None = None,
               ready: Ready | None = None, timeout: float | None = None,
               pipe: bool = False) -> subprocess.Popen[bytes]:
-        """Start ``python -m module argv`` and, given ``ready``, wait until it is (see
-        ``wait_ready``). ``pipe``: its stdout is a pipe for the caller to read."""
+        """Start ``python -m module argv`` (see ``start``), named by its command when the
+        module is ``processor.cli``, else by the module."""
         name = argv[0] if module == CLI and argv else module
+        return self.start(name, [sys.executable, "-m", module, *argv], env=env, ready=ready,
+                          timeout=timeout, pipe=pipe)
+
+    def start(self, name: str, command: Sequence[str], *, env: Mapping[str, str] | None = None,
+              ready: Ready | None = None, timeout: float | None = None,
+              pipe: bool = False) -> subprocess.Popen[bytes]:
+        """Start ``command`` and, given ``ready``, wait until it is (see ``wait_ready``).
+        ``pipe``: its stdout is a pipe for the caller to read."""
         log = self._log_file(name)
         out = log if log is not None else (None if self.output == "inherit" else
                                            subprocess.DEVNULL)
         try:
             with signals_held():
                 child = subprocess.Popen(
-                    [sys.executable, "-m", module, *argv], cwd=self.cwd, stdin=subprocess.DEVNULL,
-                    env=dict(self.env if env is None else env), process_group=0,
+                    list(command), cwd=self.cwd, stdin=subprocess.DEVNULL, process_group=0,
+                    env=dict(self.env if env is None else env),
                     stdout=subprocess.PIPE if pipe else out, stderr=log)
                 self.children.append(child)
         except BaseException:

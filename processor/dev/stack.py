@@ -4,14 +4,13 @@
 environment they share (broker, webhook secret, API key, ports, settings) and a method per
 service, over ``launcher.Children`` (spawn, wait ready, stop; nothing left running).
 
-``up`` lets a newcomer see events flow. First a broker, in this order: whatever answers at
-``AMQP_URL`` (a TCP check of its host and port); else a private node of the installed
-``rabbitmq-server`` (``processor/dev/broker.py``); else RabbitMQ in Docker through
-testcontainers; else exit 2 with one line on how to get one. Then the sandbox (a stand-in
-Zenoti API), the ingress, a worker and ``tap`` as children, and the simulator posts signed
-deliveries. The console shows the enriched events and one summary line
-(``processor/dev/console.py``); the services' logs are kept apart (``--logs DIR``), quoted
-when a service fails. Demo credentials only; never use them for real.
+``up`` lets a newcomer see events flow. First a broker and Redis (``processor/dev/backing.py``:
+the ones that answer, else private ones it starts; a broker it cannot have ends it with one
+line saying how to get one). Then the sandbox (a stand-in Zenoti API), the ingress, a worker
+and ``tap`` as children, and the simulator posts signed deliveries. The console shows the
+enriched events and one summary line (``processor/dev/console.py``); the services' logs are
+kept apart (``--logs DIR``), quoted when a service fails. Demo credentials only; never use
+them for real.
 
 Ctrl-C, SIGTERM, SIGHUP or ``--seconds`` stop everything ``up`` started, the broker last, at
 any point: a start-up that fails or is interrupted stops what it had started.
@@ -30,18 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from urllib.parse import urlsplit
 
-from processor.dev import broker as devbroker
+from processor.dev import backing
 from processor.dev.console import Console, Scoreboard
-from processor.dev.launcher import Children, free_port, signals_held
+from processor.dev.launcher import Children, free_port
 from processor.settings import Settings
 
 DEMO_SECRET = "demo-webhook-secret"
 DEMO_KEY = "demo-api-key"
-NO_BROKER = ("no RabbitMQ answers at {where}, rabbitmq-server is not installed and Docker does "
-             "not answer: install one (e.g. apt-get install rabbitmq-server, brew install "
-             "rabbitmq) or set ZENOTI_EVENTS_AMQP_URL")
 
 
 def readyz(port: int) -> str:
@@ -115,10 +110,6 @@ class Stopped(BaseException):
     """A signal asked ``up`` to stop (a BaseException: no ``except Exception`` swallows it)."""
 
 
-class NoBroker(Exception):
-    """No broker answers and ``up`` cannot start one."""
-
-
 class _Signals:
     """SIGINT, SIGTERM and SIGHUP raise ``Stopped`` in the main thread, once (held while a
     child is being recorded: ``launcher.signals_held``). ``ignore()`` while stopping: the stop
@@ -145,21 +136,28 @@ class _Signals:
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     console = Console(sys.stdout)
+
+    def say(line: str) -> None:
+        console.say(f"zenoti-events up: {line}")
+
     with _Signals() as signals, contextlib.ExitStack() as started:
         started.callback(console.close)  # last: the final summary
         try:
-            url = _broker(settings.amqp_url.get_secret_value(), started, console)
+            url = backing.broker(settings.amqp_url.get_secret_value(), started, say)
+            told = settings.redis_url.get_secret_value() if settings.redis_url else None
+            redis = backing.redis(told, started, say)
             stack = started.enter_context(Stack(
                 url, sandbox_port=args.sandbox_port, ingress_port=args.ingress_port,
                 worker_port=args.worker_port, output="capture", log_dir=args.logs,
-                log_format=os.environ.get("ZENOTI_EVENTS_LOG_FORMAT", "json")))
+                log_format=os.environ.get("ZENOTI_EVENTS_LOG_FORMAT", "json"),
+                settings={"ZENOTI_EVENTS_REDIS_URL": redis} if redis else {}))
             simulator = _start(args, stack, started, console, settings)
             return _watch(args.seconds, stack, simulator, console)
         except Stopped as stop:
             console.say(f"zenoti-events up: {signal.Signals(stop.args[0]).name}: "
                         "stopping what it started")
             return 0
-        except NoBroker as exc:
+        except backing.NoBroker as exc:
             console.say(f"zenoti-events up: {exc}", sys.stderr)
             return 2
         except (RuntimeError, OSError) as exc:  # a child or the broker did not start
@@ -168,45 +166,6 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             signals.ignore()
             # then ``started`` unwinds: the services stop, then a broker ``up`` started
-
-
-def _broker(url: str, started: contextlib.ExitStack, console: Console) -> str:
-    """The URL of a broker that answers, started here when need be (stopped by ``started``)."""
-    where = _where(url)
-    if devbroker.answers(url):
-        console.say(f"zenoti-events up: broker {where} (ZENOTI_EVENTS_AMQP_URL, or the default)")
-        return url
-    scripts = devbroker.find_scripts()
-    if scripts is not None:
-        node = devbroker.PrivateNode(scripts=scripts, prefix="zenoti-up", start_timeout=60)
-        started.callback(node.close)
-        console.say(f"zenoti-events up: nothing answers at {where}: starting a private "
-                    f"RabbitMQ node {node.name}")
-        with signals_held():
-            node.launch()
-        node.wait_ready()
-        console.say(f"zenoti-events up: broker {node.url}: private node {node.name}, "
-                    "removed on exit")
-        return node.url
-    if devbroker.docker_answers() and (container := devbroker.rabbitmq_container()):
-        started.callback(container.stop)
-        console.say(f"zenoti-events up: nothing answers at {where}: starting RabbitMQ in "
-                    "Docker (testcontainers)")
-        try:
-            container.start()
-        except Exception as exc:  # Docker's own errors, of every kind
-            raise RuntimeError(f"RabbitMQ in Docker did not start: {exc}") from exc
-        found = devbroker.container_url(container)
-        console.say(f"zenoti-events up: broker {found}: a container, removed on exit")
-        return found
-    raise NoBroker(NO_BROKER.format(where=where))
-
-
-def _where(url: str) -> str:
-    parts = urlsplit(url)
-    with contextlib.suppress(ValueError):  # a port that is not a number
-        return f"{parts.hostname}:{parts.port or (5671 if parts.scheme == 'amqps' else 5672)}"
-    return "ZENOTI_EVENTS_AMQP_URL"
 
 
 def _start(args: argparse.Namespace, stack: Stack, started: contextlib.ExitStack,

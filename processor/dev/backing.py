@@ -1,0 +1,97 @@
+"""What ``zenoti-events up`` runs on: a RabbitMQ broker, and Redis when it can have one.
+
+The broker, in this order: whatever answers at ``AMQP_URL`` (a TCP check of its host and
+port); else a private node of the installed ``rabbitmq-server`` (``processor/dev/broker.py``);
+else RabbitMQ in Docker through testcontainers; else ``NoBroker``, one line on how to get one.
+
+Redis the same way: whatever answers at ``REDIS_URL`` when it is set; else a private
+``redis-server`` when installed (its own port, nothing saved, its directory removed); else
+none, and each process keeps its API budget and de-duplication to itself.
+
+What is started here is stopped by the ``ExitStack`` given, in the reverse order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from processor.dev import broker as devbroker
+from processor.dev.launcher import Children, signals_held
+
+Say = Callable[[str], None]
+NO_BROKER = ("no RabbitMQ answers at {where}, rabbitmq-server is not installed and Docker does "
+             "not answer: install one (e.g. apt-get install rabbitmq-server, brew install "
+             "rabbitmq) or set ZENOTI_EVENTS_AMQP_URL")
+
+
+class NoBroker(Exception):
+    """No broker answers and ``up`` cannot start one."""
+
+
+def broker(url: str, started: contextlib.ExitStack, say: Say) -> str:
+    """The URL of a broker that answers, started here when need be."""
+    where = _where(url, 5671 if url.startswith("amqps:") else 5672)
+    if devbroker.answers(url):
+        say(f"broker {where} (ZENOTI_EVENTS_AMQP_URL, or the default)")
+        return url
+    scripts = devbroker.find_scripts()
+    if scripts is not None:
+        node = devbroker.PrivateNode(scripts=scripts, prefix="zenoti-up", start_timeout=60)
+        started.callback(node.close)
+        say(f"nothing answers at {where}: starting a private RabbitMQ node {node.name}")
+        with signals_held():  # recorded before a Ctrl-C can interrupt
+            node.launch()
+        node.wait_ready()
+        say(f"broker {node.url}: private node {node.name}, removed on exit")
+        return node.url
+    if devbroker.docker_answers() and (container := devbroker.rabbitmq_container()):
+        started.callback(container.stop)
+        say(f"nothing answers at {where}: starting RabbitMQ in Docker (testcontainers)")
+        try:
+            container.start()
+        except Exception as exc:  # Docker's own errors, of every kind
+            raise RuntimeError(f"RabbitMQ in Docker did not start: {exc}") from exc
+        found = devbroker.container_url(container)
+        say(f"broker {found}: a container, removed on exit")
+        return found
+    raise NoBroker(NO_BROKER.format(where=where))
+
+
+def redis(url: str | None, started: contextlib.ExitStack, say: Say) -> str | None:
+    """The URL of a Redis that answers, started here when need be; None without one."""
+    if url and _answers(url):
+        say(f"Redis {_where(url, 6379)} (ZENOTI_EVENTS_REDIS_URL)")
+        return url
+    server = shutil.which("redis-server")
+    if server is None:
+        say("no Redis (redis-server is not installed): each process keeps its own API budget "
+            "and de-duplication")
+        return None
+    port = devbroker.quiet_port()
+    home = started.enter_context(tempfile.TemporaryDirectory(prefix="zenoti-redis-"))
+    children = started.enter_context(Children(output="capture", stop_timeout=10))
+    children.start("redis-server", [server, "--bind", "127.0.0.1", "--port", str(port),
+                                    "--save", "", "--appendonly", "no", "--dir", home],
+                   ready=lambda: devbroker.listening(port))
+    say(f"Redis 127.0.0.1:{port}: a private redis-server, removed on exit")
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def _answers(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        return False
+    return devbroker.listening(port, parts.hostname or "localhost", timeout=1.0)
+
+
+def _where(url: str, default_port: int) -> str:
+    parts = urlsplit(url)
+    with contextlib.suppress(ValueError):  # a port that is not a number
+        return f"{parts.hostname}:{parts.port or default_port}"
+    return "the URL set"
