@@ -143,7 +143,9 @@ def _containers(resource: Resource) -> list[dict[str, Any]]:
 def _set_image(resource: Resource, entry: dict[str, str]) -> None:
     for container in _containers(resource):
         image = container.get("image", "")
-        name, tag = re.match(r"^(.*?)(?::([^:/@]+))?(?:@.*)?$", image).groups()  # type: ignore[union-attr]
+        parts = re.match(r"^(.*?)(?::([^:/@]+))?(?:@.*)?$", image)
+        assert parts is not None  # every part is optional: any text matches
+        name, tag = parts.groups()
         if name != entry["name"]:
             continue
         name = entry.get("newName", name)

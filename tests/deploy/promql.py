@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import yaml
 
@@ -79,8 +80,9 @@ def alert_queries() -> list[Query]:
             for rule in group["rules"]]
 
 
-def dashboard() -> dict:  # type: ignore[type-arg]
-    return json.loads(DASHBOARD.read_text())  # type: ignore[no-any-return]
+def dashboard() -> dict[str, Any]:
+    board: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return board
 
 
 def panel_queries() -> list[Query]:

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,11 +22,11 @@ DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
 SUBCOMMANDS = ("ingress", "worker", "sandbox", "simulate", "topology", "tap", "dlq", "handlers")
 
 
-def _run(*argv: str | Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def _run(*argv: str | Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     done = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=600,
-                          **kwargs)  # type: ignore[call-overload]
+                          **kwargs)
     assert done.returncode == 0, f"{argv}:\n{done.stdout}\n{done.stderr}"
-    return done  # type: ignore[no-any-return]
+    return done
 
 
 @pytest.fixture(scope="module")

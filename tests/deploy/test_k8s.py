@@ -54,7 +54,8 @@ CUSTOM_KINDS = {("keda.sh/v1alpha1", "ScaledObject"), ("keda.sh/v1alpha1", "Trig
 def crd_schema(api_version: str, kind: str) -> dict[str, Any]:
     group, version = api_version.split("/")
     path = CRD_SCHEMAS / f"{group}_{kind.lower()}_{version}.json"
-    return json.loads(path.read_text())  # type: ignore[no-any-return]
+    schema: dict[str, Any] = json.loads(path.read_text())
+    return schema
 
 
 def key(resource: Resource) -> tuple[str, str, str, str]:
@@ -63,7 +64,8 @@ def key(resource: Resource) -> tuple[str, str, str, str]:
 
 
 def config(name: str) -> dict[str, str]:
-    return one(rendered(name), "ConfigMap", "zenoti-events")["data"]  # type: ignore[no-any-return]
+    data: dict[str, str] = one(rendered(name), "ConfigMap", "zenoti-events")["data"]
+    return data
 
 
 PREFIX = "ZENOTI_EVENTS_"
@@ -287,7 +289,9 @@ def test_each_handler_has_a_worker_deployment_that_drains_before_it_is_killed(
     pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
     script = pre_stop[-1]
     assert "os.kill(1, signal.SIGTERM)" in script and f"127.0.0.1:{port}/readyz" in script
-    pre_stop_budget = float(re.search(r"time.monotonic\(\) \+ (\d+)", script).group(1))  # type: ignore[union-attr]
+    budget = re.search(r"time.monotonic\(\) \+ (\d+)", script)
+    assert budget is not None, script
+    pre_stop_budget = float(budget.group(1))
     grace = float(config(name)["ZENOTI_EVENTS_SHUTDOWN_GRACE"])
     assert pod["terminationGracePeriodSeconds"] > pre_stop_budget + grace
 

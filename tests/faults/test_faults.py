@@ -8,6 +8,7 @@ import asyncio
 import json
 import random
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -45,9 +46,10 @@ def stacks() -> Iterator[list[FaultStack]]:
 def simulate(stack: FaultStack, deliveries: list[Delivery], **config: float) -> asyncio.Task[
     SimulatorReport
 ]:
+    options: dict[str, Any] = {"rate": 0.0, "concurrency": 32, "max_resends": 30,
+                               "backoff": 0.5, "max_backoff": 3.0, **config}
     settings = SimulatorConfig(url=stack.webhook_url, secret=SECRET, count=len(deliveries),
-                               **{"rate": 0.0, "concurrency": 32, "max_resends": 30,
-                                  "backoff": 0.5, "max_backoff": 3.0, **config})  # type: ignore[arg-type]
+                               **options)
     return asyncio.create_task(run_simulator(settings, deliveries=deliveries))
 
 
