@@ -128,12 +128,13 @@ def text(headers: Mapping[str, Any], name: str) -> str | None:
 
 
 def as_text(value: object) -> str | None:
-    """A header value as text (bytes decoded, undecodable bytes replaced), else ``None``."""
-    if value is None or type(value) is str:
+    """A header value as text (bytes decoded, undecodable bytes replaced); ``None`` when it is
+    absent or not text (a number or a table where text belongs is not read as text)."""
+    if type(value) is str:
         return value
     if isinstance(value, bytes | bytearray):
         return value.decode(errors="replace")
-    return None if value is None else str(value)
+    return value if isinstance(value, str) else None
 
 
 def count(value: object) -> int | None:

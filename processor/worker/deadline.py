@@ -26,13 +26,14 @@ async def within(seconds: float, call: Awaitable[T]) -> T:
     assert task is not None, "within() runs inside a task"
     loop = asyncio.get_running_loop()
     fired: list[bool] = []
+    pending = task.cancelling()  # requests from elsewhere, before ours
     timer = loop.call_at(loop.time() + seconds, _expire, task, fired)
     try:
         return await call
     except asyncio.CancelledError:
         if fired:
             fired.clear()  # our cancel request is taken back here, once
-            if task.uncancel() == 0:
+            if task.uncancel() <= pending:
                 raise DeadlineExceeded(f"not finished within {seconds:g} s") from None
         raise
     finally:

@@ -164,12 +164,17 @@ class Dispatcher:
     async def _refused(self, message: IncomingMessage, fate: Fate,
                        exc: PublishRefused) -> tuple[Fate, bool]:
         """The retry copy or dead letter itself cannot be published (its headers grew past
-        the broker's limit, say): park the message without them, and if even that is
-        refused, reject it, which the broker dead-letters into the same parking lot. Returns
-        the fate and whether the message was rejected (then it must not be acked)."""
+        the broker's limit, say): park the message without them but with its identity (tenant,
+        type, ids, receipt: the broker took those already, and a replay must run as the same
+        tenant), and if even that is refused, reject it, which the broker dead-letters into the
+        same parking lot. Returns the fate and whether the message was rejected (then it must
+        not be acked)."""
         parked = Fate(Outcome.DEAD_LETTER, exc.reason, f"{fate.reason}: {exc}"[:1000])
+        was = MessageMeta.from_headers(message.headers)
+        identity = MessageMeta(was.tenant, was.event_type, was.event_id, was.delivery_id,
+                               was.received_at).to_headers()
         try:
-            await self._dead_letter(message, parked, {m.ATTEMPT: 1})
+            await self._dead_letter(message, parked, {**identity, m.ATTEMPT: 1})
         except PublishRefused:
             await message.reject(requeue=False)
             return parked, True

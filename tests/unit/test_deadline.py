@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -60,3 +61,18 @@ async def test_a_call_that_swallows_the_cancel_leaves_no_cancel_request() -> Non
     task = asyncio.current_task()
     assert task is not None and task.cancelling() == 0
     await asyncio.sleep(0.01)
+
+
+async def test_a_cancel_requested_before_the_deadline_does_not_hide_the_timeout() -> None:
+    async def runs_with_a_stale_request() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()  # requested from elsewhere earlier, and already delivered:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)
+        assert task.cancelling() == 1  # still counted (asyncio.timeout compares likewise)
+        with pytest.raises(DeadlineExceeded):
+            await within(0.01, asyncio.sleep(10))
+        assert task.cancelling() == 1
+
+    await asyncio.create_task(runs_with_a_stale_request())

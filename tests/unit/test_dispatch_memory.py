@@ -249,6 +249,8 @@ async def test_a_retry_copy_the_broker_refuses_is_parked_without_its_retry_heade
     assert parked.headers[m.REASON] == "publish_refused"
     assert parked.headers[m.ERROR] == "zenoti_unavailable: headers too large"
     assert parked.headers[m.ATTEMPT] == 1 and m.HISTORY not in parked.headers
+    # its identity stays: a replay runs as the same tenant, never as the default one
+    assert (parked.headers[m.TENANT], parked.headers[m.EVENT_TYPE]) == ("default", "Test.Tiny")
     assert rig.broker.messages(DELAY) == []
 
 

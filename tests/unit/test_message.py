@@ -46,6 +46,11 @@ def test_a_time_that_is_not_one_reads_as_absent(value: object) -> None:
     assert MessageMeta.from_headers({m.RECEIVED_AT: value}).received_at is None
 
 
+@pytest.mark.parametrize("value", [5, True, ["spa"], {"a": 1}, 2.5])
+def test_a_value_that_is_not_text_reads_as_absent(value: object) -> None:
+    assert MessageMeta.from_headers({m.TENANT: value}).tenant is None
+
+
 def test_undecodable_bytes_are_replaced_not_raised() -> None:
     assert MessageMeta.from_headers({m.EVENT_TYPE: b"Guest\xff"}).event_type == "Guest\ufffd"
 
