@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from processor.errors import PluginError
 from processor.handler import ENTRY_POINT_GROUP, Handler
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # fullmatch: "$" would let "x\n" through
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +79,7 @@ def check(obj: object, entry_name: str) -> list[str]:
 
 def _check_name(cls: type, entry_name: str) -> list[str]:
     name = getattr(cls, "name", None)
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         return [f"name must be lower-case letters, digits and '-' (got {name!r})"]
     if name != entry_name:
         return [f"name {name!r} differs from its entry-point name {entry_name!r}"]

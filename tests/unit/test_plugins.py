@@ -60,6 +60,15 @@ def test_enabled_selects_a_subset() -> None:
     assert load([point("good", "Good")], enabled=["good"])[0].name == "good"
 
 
+@pytest.mark.parametrize("name", ["good\n", "good\nevil", "-good", "g" * 64])
+def test_a_handler_name_is_checked_whole_a_trailing_newline_included(name: str) -> None:
+    from tests.unit.plugin_samples import Good
+
+    renamed = type("Renamed", (Good,), {"name": name})
+    assert check(renamed, name) == [
+        f"name must be lower-case letters, digits and '-' (got {name!r})"]
+
+
 def test_check_passes_a_conforming_class() -> None:
     from tests.unit.plugin_samples import Good
 
