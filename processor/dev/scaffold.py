@@ -19,6 +19,7 @@ A template to change, not a framework: it imports only the ``processor`` root an
 from __future__ import annotations
 
 import argparse
+import keyword
 import re
 import sys
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ import processor.dev.scaffold_templates as templates
 if TYPE_CHECKING:
     from processor.settings import Settings
 
-_NAME = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
+_NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")  # fullmatch: "$" would let "x\n" through
 _MAX_NAME = 63  # the worker's limit: its queue is zenoti.h.<name>
 
 
@@ -46,12 +47,18 @@ class Names:
     @classmethod
     def of(cls, name: str) -> Names:
         """``ValueError`` naming the rule unless ``name`` is lower-case words of letters and
-        digits joined by single hyphens, starting with a letter, at most 63 characters."""
-        if not _NAME.match(name) or len(name) > _MAX_NAME:
+        digits joined by single hyphens, starting with a letter, at most 63 characters, and
+        what it makes is no Python keyword (``none`` would make the class ``None``)."""
+        if not _NAME.fullmatch(name) or len(name) > _MAX_NAME:
             raise ValueError(f"handler name {name!r} must be lower-case letters and digits in "
                              f"words joined by '-', starting with a letter, at most {_MAX_NAME} "
                              "characters (e.g. loyalty-points)")
-        return cls(name)
+        names = cls(name)
+        for kind, identifier in (("class", names.cls), ("package", names.package)):
+            if keyword.iskeyword(identifier) or keyword.issoftkeyword(identifier):
+                raise ValueError(f"handler name {name!r} would make the {kind} {identifier!r}, "
+                                 "a Python keyword: choose another (e.g. with a second word)")
+        return names
 
     @property
     def dist(self) -> str:
@@ -68,18 +75,31 @@ class Names:
 
 def scaffold(name: str, into: Path) -> Path:
     """Write the plugin package of handler ``name`` into ``into/zenoti-events-<name>`` and
-    return that directory. ``ValueError`` for a bad name, ``FileExistsError`` if the directory
-    exists (nothing is overwritten)."""
+    return that directory. ``ValueError`` for a bad name, ``FileExistsError`` if anything is
+    where the package goes, even a dangling symlink.
+
+    Nothing is ever overwritten, even by a race: the directory and each one inside it is made
+    new (``mkdir`` without ``exist_ok``), each file created exclusively (``"x"``: no symlink
+    followed); a file that appears meanwhile stops the writing."""
     names = Names.of(name)
     root = into / names.dist
-    if root.exists():
-        raise FileExistsError(f"{root} exists already: nothing was written")
+    into.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir()
+    except FileExistsError:
+        raise FileExistsError(f"{root} exists already: nothing was written") from None
+    files = _files(names)
     values = {"name": names.name, "dist": names.dist, "package": names.package,
               "cls": names.cls}
-    for relative, template in _files(names).items():
-        path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(Template(template).substitute(values), encoding="utf-8")
+    try:
+        for folder in sorted({Path(relative).parent for relative in files} - {Path(".")}):
+            (root / folder).mkdir()
+        for relative, template in files.items():
+            with (root / relative).open("x", encoding="utf-8") as file:
+                file.write(Template(template).substitute(values))
+    except FileExistsError as exc:
+        raise FileExistsError(f"{exc.filename} appeared while {root} was being written: "
+                              "stopped, nothing overwritten") from None
     return root
 
 

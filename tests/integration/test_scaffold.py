@@ -13,11 +13,14 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from string import Template
+from typing import Any
 
 import pytest
 
+import processor.dev.scaffold as scaffold_module
 from processor.cli import main
-from processor.dev.scaffold import Names
+from processor.dev.scaffold import Names, scaffold
 
 NAME = "loyalty-points"
 PACKAGE = "zenoti_events_loyalty_points"
@@ -73,13 +76,31 @@ def test_the_guides_worked_example_is_what_the_scaffold_writes(scaffolded: Path)
 
 
 @pytest.mark.parametrize("name", ["Loyalty", "loyalty--points", "loyalty-", "9lives",
-                                  "loyalty_points", "a" * 64])
+                                  "loyalty_points", "a" * 64, "loyalty\n", "loyalty-points\n"])
 def test_a_bad_name_is_refused_and_nothing_written(
     name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["new-handler", name, "--dir", str(tmp_path)]) == 2
     assert "must be lower-case letters and digits" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["none", "true", "false"])
+def test_a_name_whose_class_would_be_a_python_keyword_is_refused_and_nothing_written(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["new-handler", name, "--dir", str(tmp_path)]) == 2
+    assert f"class {name.capitalize()!r}, a Python keyword" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["class", "import", "match", "type"])
+def test_a_keyword_as_a_name_is_fine_when_what_it_makes_is_not_one(
+    name: str, tmp_path: Path
+) -> None:
+    root = scaffold(name, tmp_path)
+    for path in root.rglob("*.py"):
+        compile(path.read_text(), str(path), "exec")
 
 
 def test_an_existing_package_is_never_overwritten(
@@ -96,3 +117,37 @@ def test_a_name_gives_the_distribution_package_and_class_names() -> None:
     names = Names.of("gift-card2-sync")
     assert (names.dist, names.package, names.cls) == (
         "zenoti-events-gift-card2-sync", "zenoti_events_gift_card2_sync", "GiftCard2Sync")
+
+
+@pytest.mark.parametrize("target", ["elsewhere", "missing"])
+def test_a_symlink_where_the_package_goes_is_refused_and_never_followed(
+    target: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / f"zenoti-events-{NAME}").symlink_to(tmp_path / target)
+    assert main(["new-handler", NAME, "--dir", str(tmp_path)]) == 2
+    assert "exists already: nothing was written" in capsys.readouterr().err
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+    assert not (tmp_path / "missing").exists()
+
+
+def test_a_file_that_appears_while_the_package_is_written_is_never_overwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    victim = tmp_path / "victim.toml"
+    victim.write_text("# mine\n")
+    root = tmp_path / "into" / f"zenoti-events-{NAME}"
+
+    class Planting(Template):
+        """Renders a file after a symlink to ``victim`` was put where ``pyproject.toml`` goes
+        (another process, between the checks and the writes)."""
+
+        def substitute(self, *args: Any, **kwargs: Any) -> str:
+            if not (root / "pyproject.toml").is_symlink():
+                (root / "pyproject.toml").symlink_to(victim)
+            return super().substitute(*args, **kwargs)
+
+    monkeypatch.setattr(scaffold_module, "Template", Planting)
+    assert main(["new-handler", NAME, "--dir", str(root.parent)]) == 2
+    assert "nothing overwritten" in capsys.readouterr().err
+    assert victim.read_text() == "# mine\n"
