@@ -1,9 +1,12 @@
 """The zenoti-events pytest plugin: fixtures to test a handler in a few lines.
 
 Registered as the ``pytest11`` entry point ``zenoti_events``, so pytest loads it wherever
-zenoti-events is installed (``-p no:zenoti_events`` turns it off). Importing it imports nothing
-of zenoti-events: each fixture imports the kit when first used, so a test run that uses none
-pays nothing.
+zenoti-events is installed (``-p no:zenoti_events`` turns it off). Loading it imports pytest
+alone (and the standard library's ``types`` and ``typing``): each fixture imports the kit when
+first used, and the async one is made at ``pytest_configure``, pytest-asyncio imported then, so
+a test run that uses no fixture pays nothing. (Python imports its parent packages first:
+``processor.testing`` imports its names on first use too; the ``processor`` root imports the
+public contract, pydantic with it.)
 
 ==================  =========  ==================================================================
 fixture             scope      gives
@@ -20,15 +23,19 @@ fixture             scope      gives
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+import types
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterator
+
     from processor.handler import Context
     from processor.testing.recorder import Recorder
     from processor.testing.sandbox import ZenotiSandbox
+
+_ASYNC = "handler_context"  # the async fixture: made and registered by pytest_configure
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +72,14 @@ async def _handler_context(zenoti_sandbox: ZenotiSandbox,
         yield ctx
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the async fixture, in a plugin of its own made now rather than at load: it
+    needs pytest-asyncio, imported here (pytest has usually loaded it by now, as a plugin)."""
+    fixtures = types.ModuleType(f"{__name__}.{_ASYNC}")
+    setattr(fixtures, _ASYNC, _async_fixture(_handler_context))
+    config.pluginmanager.register(fixtures, fixtures.__name__)
+
+
 def _async_fixture(function: Callable[..., AsyncIterator[Any]]) -> Any:
     """``function`` as pytest-asyncio's fixture (in its strict mode too); without
     pytest-asyncio, a fixture that fails saying what to install."""
@@ -72,11 +87,7 @@ def _async_fixture(function: Callable[..., AsyncIterator[Any]]) -> Any:
         import pytest_asyncio
     except ImportError:
         def missing() -> None:
-            pytest.fail(f"the {name} fixture needs pytest-asyncio: pip install pytest-asyncio")
+            pytest.fail(f"the {_ASYNC} fixture needs pytest-asyncio: pip install pytest-asyncio")
 
-        name = function.__name__.lstrip("_")
-        return pytest.fixture(name=name)(missing)
-    return pytest_asyncio.fixture(name=function.__name__.lstrip("_"))(function)
-
-
-handler_context = _async_fixture(_handler_context)
+        return pytest.fixture(name=_ASYNC)(missing)
+    return pytest_asyncio.fixture(name=_ASYNC)(function)
