@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 from typing import Any, ClassVar
 
 import pytest
@@ -63,12 +62,12 @@ def running_worker(settings: Settings) -> contextlib.AbstractAsyncContextManager
     return worker(settings, [Alpha(), Beta()], kinds={"alpha": AckingAnUnknownTag})
 
 
-def consumer_tags(vhost: str) -> dict[str, str]:
-    """Queue -> consumer tag, as the broker lists them."""
-    listed = subprocess.run(
-        ["rabbitmqctl", "-q", "list_consumers", "-p", vhost, "--no-table-headers",
-         "queue_name", "consumer_tag"], check=True, capture_output=True, text=True, timeout=60)
-    return dict(line.split("\t") for line in listed.stdout.splitlines() if "\t" in line)
+def consumer_tags(broker: Broker) -> dict[str, str]:
+    """Queue -> consumer tag, as the broker's own node lists them."""
+    assert broker.vhost, "needs a broker of ours (local or private) to list consumers"
+    listed = broker.ctl("list_consumers", "-p", broker.vhost, "--no-table-headers",
+                        "queue_name", "consumer_tag")
+    return dict(line.split("\t") for line in listed.splitlines() if "\t" in line)
 
 
 async def until(condition: Any, timeout: float = 15.0) -> None:
@@ -86,7 +85,7 @@ async def test_a_channel_the_broker_closes_restarts_only_that_handlers_consumer(
     Alpha.handled.clear()
     Beta.handled.clear()
     async with running_worker(settings_for(broker.url, reconnect_max_delay=0.5)):
-        before = consumer_tags(broker.vhost)
+        before = consumer_tags(broker)
         assert set(before) == {queue_name("alpha"), queue_name("beta")}
 
         await send(broker.url, "Test.Alpha", "break", {"n": 0})
@@ -96,7 +95,7 @@ async def test_a_channel_the_broker_closes_restarts_only_that_handlers_consumer(
         await until(lambda: "break" in Alpha.handled and len(Beta.handled) == 20)
         await send(broker.url, "Test.Alpha", "after", {"n": 1})
         await until(lambda: "after" in Alpha.handled)
-        after = consumer_tags(broker.vhost)
+        after = consumer_tags(broker)
 
     assert AckingAnUnknownTag.broke, "alpha's channel was never closed by the broker"
     assert after[queue_name("beta")] == before[queue_name("beta")], "beta's consumer restarted"
