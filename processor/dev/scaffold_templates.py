@@ -125,7 +125,8 @@ TEST = '''\
 """``$cls`` on the zenoti-events kit: a real Zenoti client against the sandbox Zenoti.
 
 The fixtures come from zenoti-events' pytest plugin: ``zenoti_sandbox`` (the sandbox, one per
-session), ``handler_context`` (the ``Context``) and ``recorder`` (what it published).
+session), ``zenoti_handler_context`` (the ``Context``) and ``zenoti_recorder`` (what it
+published).
 """
 
 from __future__ import annotations
@@ -150,24 +151,24 @@ def test_the_handler_passes_the_workers_start_up_checks() -> None:
 
 
 async def test_a_redemption_publishes_its_guest_as_zenoti_has_them(
-    handler_context: Context, recorder: Recorder, zenoti_sandbox: ZenotiSandbox
+    zenoti_handler_context: Context, zenoti_recorder: Recorder, zenoti_sandbox: ZenotiSandbox
 ) -> None:
     body = zenoti_sandbox.webhook("Guestpass.redeemed")
-    await $cls().handle(event_of($cls, body), handler_context)
+    await $cls().handle(event_of($cls, body), zenoti_handler_context)
     guest = zenoti_sandbox.org.guests[body["data"]["guest_id"]]
-    published = recorder.json(OUTPUT)
+    published = zenoti_recorder.json(OUTPUT)
     assert (published["event_id"], published["guest_id"]) == (body["event_id"], guest.id)
     assert (published["first_name"], published["home_center_id"]) == (
         guest.first_name, guest.center_id)
-    assert handler_context.zenoti.calls == 1
+    assert zenoti_handler_context.zenoti.calls == 1
 
 
 async def test_a_guest_zenoti_does_not_know_is_parked_as_not_found(
-    handler_context: Context, recorder: Recorder, zenoti_sandbox: ZenotiSandbox
+    zenoti_handler_context: Context, zenoti_recorder: Recorder, zenoti_sandbox: ZenotiSandbox
 ) -> None:
     body = zenoti_sandbox.webhook("Guestpass.redeemed")
     body["data"]["guest_id"] = UNKNOWN_GUEST
-    fate = await fate_of($cls(), event_of($cls, body), handler_context)
+    fate = await fate_of($cls(), event_of($cls, body), zenoti_handler_context)
     assert (fate.outcome, fate.reason) == (Outcome.DEAD_LETTER, "resource_not_found")
-    assert recorder.names == []
+    assert zenoti_recorder.names == []
 '''

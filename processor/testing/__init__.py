@@ -23,8 +23,8 @@ name                   what it is
 =====================  ========================================================================
 
 With pytest, the plugin ``processor.testing.pytest_plugin`` (loaded by itself once
-zenoti-events is installed) gives the fixtures ``zenoti_sandbox``, ``handler_context``,
-``recorder`` and ``event_of``. ``docs/writing-handlers.md`` shows a whole test.
+zenoti-events is installed) gives the fixtures ``zenoti_sandbox``, ``zenoti_handler_context``,
+``zenoti_recorder`` and ``zenoti_event_of``. ``docs/writing-handlers.md`` shows a whole test.
 
 Names are imported on first use, so that loading the pytest plugin (which imports this
 package) costs nothing until a fixture is used.

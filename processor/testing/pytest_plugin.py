@@ -8,17 +8,23 @@ a test run that uses no fixture pays nothing. (Python imports its parent package
 ``processor.testing`` imports its names on first use too; the ``processor`` root imports the
 public contract, pydantic with it.)
 
-==================  =========  ==================================================================
-fixture             scope      gives
-==================  =========  ==================================================================
-``zenoti_sandbox``  session    a ``ZenotiSandbox`` serving on a free port (started at first use)
-``recorder``        function   the ``Recorder`` that is ``handler_context.publish``
-``handler_context`` function   a ``Context``: a real ``ZenotiClient`` talking to the sandbox,
-                               ``recorder`` as ``publish``, a structlog logger (async: it needs
-                               pytest-asyncio, as the tests of an async handler do)
-``event_of``        function   ``processor.testing.event_of``: a webhook body as the ``Event``
-                               the worker would give the handler
-==================  =========  ==================================================================
+==========================  =========  ==========================================================
+fixture                     scope      gives
+==========================  =========  ==========================================================
+``zenoti_sandbox``          session    a ``ZenotiSandbox`` serving on a free port (started at
+                                       first use)
+``zenoti_recorder``         function   the ``Recorder`` that is
+                                       ``zenoti_handler_context.publish``
+``zenoti_handler_context``  function   a ``Context``: a real ``ZenotiClient`` talking to the
+                                       sandbox, ``zenoti_recorder`` as ``publish``, a structlog
+                                       logger (async: it needs pytest-asyncio, as the tests of
+                                       an async handler do)
+``zenoti_event_of``         function   ``processor.testing.event_of``: a webhook body as the
+                                       ``Event`` the worker would give the handler
+==========================  =========  ==========================================================
+
+Each name starts with ``zenoti_``: the plugin is loaded in every pytest run wherever
+zenoti-events is installed, and its fixtures must not take names a project's own would.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ if TYPE_CHECKING:
     from processor.testing.recorder import Recorder
     from processor.testing.sandbox import ZenotiSandbox
 
-_ASYNC = "handler_context"  # the async fixture: made and registered by pytest_configure
+_ASYNC = "zenoti_handler_context"  # the async fixture: made and registered by pytest_configure
 
 
 @pytest.fixture(scope="session")
@@ -48,15 +54,15 @@ def zenoti_sandbox() -> Iterator[ZenotiSandbox]:
 
 
 @pytest.fixture
-def recorder() -> Recorder:
-    """What the handler published through ``handler_context``."""
+def zenoti_recorder() -> Recorder:
+    """What the handler published through ``zenoti_handler_context``."""
     from processor.testing.recorder import Recorder
 
     return Recorder()
 
 
 @pytest.fixture
-def event_of() -> Callable[..., Any]:
+def zenoti_event_of() -> Callable[..., Any]:
     """``processor.testing.event_of``, for tests that would rather not import it."""
     from processor.testing.events import event_of
 
@@ -64,11 +70,11 @@ def event_of() -> Callable[..., Any]:
 
 
 async def _handler_context(zenoti_sandbox: ZenotiSandbox,
-                           recorder: Recorder) -> AsyncIterator[Context]:
-    """A ``Context`` on the session's sandbox, publishing into ``recorder``."""
+                           zenoti_recorder: Recorder) -> AsyncIterator[Context]:
+    """A ``Context`` on the session's sandbox, publishing into ``zenoti_recorder``."""
     from processor.testing.context import make_context
 
-    async with make_context(sandbox=zenoti_sandbox, recorder=recorder) as ctx:
+    async with make_context(sandbox=zenoti_sandbox, recorder=zenoti_recorder) as ctx:
         yield ctx
 
 

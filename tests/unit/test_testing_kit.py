@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -167,15 +168,15 @@ async def test_each_sandbox_client_has_its_own_rate_limit_bucket() -> None:
 
 
 async def test_the_handler_context_fixture_enriches_over_http_from_the_sandbox(
-    handler_context: Context, recorder: Recorder, zenoti_sandbox: ZenotiSandbox,
+    zenoti_handler_context: Context, zenoti_recorder: Recorder, zenoti_sandbox: ZenotiSandbox,
 ) -> None:
     body = zenoti_sandbox.webhook("Guest.Package.StatusUpdate")
-    await PackageStatus().handle(event_of(PackageStatus, body), handler_context)
+    await PackageStatus().handle(event_of(PackageStatus, body), zenoti_handler_context)
     sale = zenoti_sandbox.org.invoices[body["data"]["invoice"]["id"]]
-    output = recorder.only("guest.package.status_changed").model
+    output = zenoti_recorder.only("guest.package.status_changed").model
     assert isinstance(output, PackageStatusChanged)
     assert output.guest.id == sale.guest_id
-    assert handler_context.zenoti.calls == 1
+    assert zenoti_handler_context.zenoti.calls == 1
 
 
 async def test_a_sandbox_on_a_bad_day_makes_the_handlers_event_a_retry() -> None:
@@ -230,8 +231,8 @@ ASYNC_TEST = """
 import pytest
 
 @pytest.mark.asyncio
-async def test_it(handler_context, recorder):
-    assert handler_context.publish is recorder
+async def test_it(zenoti_handler_context, zenoti_recorder):
+    assert zenoti_handler_context.publish is zenoti_recorder
 """
 # pytest-asyncio not installed (with --assert=plain: the rewriting hook would find it regardless)
 NO_PYTEST_ASYNCIO = """
@@ -266,11 +267,19 @@ def test_the_handler_context_fixture_works_in_pytest_asyncios_strict_mode(tmp_pa
 def test_without_pytest_asyncio_the_handler_context_fixture_says_what_to_install(
     tmp_path: Path,
 ) -> None:
-    test = "def test_it(handler_context):\n    pass\n"
+    test = "def test_it(zenoti_handler_context):\n    pass\n"
     result = run_pytest(tmp_path, test, "-p", "no:asyncio", "--assert=plain",
                         before=NO_PYTEST_ASYNCIO)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "needs pytest-asyncio: pip install pytest-asyncio" in result.stdout, result.stdout
+
+
+def test_the_plugins_fixtures_are_named_as_zenoti_events_ones(tmp_path: Path) -> None:
+    listed = run_pytest(tmp_path, "", "--fixtures", "-v").stdout
+    names = re.findall(r"^(\w+)(?: \[\w+ scope\])? -- \S*processor/testing/pytest_plugin\.py:",
+                       listed, re.MULTILINE)
+    assert sorted(names) == ["zenoti_event_of", "zenoti_handler_context", "zenoti_recorder",
+                             "zenoti_sandbox"], listed
 
 
 class _NoZenoti:

@@ -25,12 +25,12 @@ def test_the_installed_plugin_passes_the_workers_checks() -> None:
 
 
 async def test_an_echo_publishes_its_text_without_calling_zenoti(
-    handler_context: Context, recorder: Recorder
+    zenoti_handler_context: Context, zenoti_recorder: Recorder
 ) -> None:
-    await EchoHandler().handle(echo("hello"), handler_context)
-    assert recorder.json("example.echoed") == {"event_id": "evt-1", "tenant": "acme",
-                                               "text": "hello"}
-    assert handler_context.zenoti.calls == 0
+    await EchoHandler().handle(echo("hello"), zenoti_handler_context)
+    assert zenoti_recorder.json("example.echoed") == {"event_id": "evt-1", "tenant": "acme",
+                                                      "text": "hello"}
+    assert zenoti_handler_context.zenoti.calls == 0
 
 
 @pytest.mark.parametrize(("text", "outcome", "reason"), [
@@ -38,11 +38,12 @@ async def test_an_echo_publishes_its_text_without_calling_zenoti(
     ("flaky", Outcome.RETRY, "transient"),
 ])
 async def test_a_misbehaving_text_has_the_fate_its_exception_says(
-    handler_context: Context, recorder: Recorder, text: str, outcome: Outcome, reason: str
+    zenoti_handler_context: Context, zenoti_recorder: Recorder, text: str, outcome: Outcome,
+    reason: str,
 ) -> None:
-    fate = await fate_of(EchoHandler(), echo(text), handler_context)
+    fate = await fate_of(EchoHandler(), echo(text), zenoti_handler_context)
     assert (fate.outcome, fate.reason) == (outcome, reason)
-    assert recorder.names == []
+    assert zenoti_recorder.names == []
 
 
 def test_an_echo_without_text_is_refused_before_the_handler_runs() -> None:
