@@ -5,8 +5,7 @@ zenoti-events is installed (``-p no:zenoti_events`` turns it off). Loading it im
 alone (and the standard library's ``types`` and ``typing``): each fixture imports the kit when
 first used, and the async one is made at ``pytest_configure``, pytest-asyncio imported then, so
 a test run that uses no fixture pays nothing. (Python imports its parent packages first:
-``processor.testing`` imports its names on first use too; the ``processor`` root imports the
-public contract, pydantic with it.)
+``processor`` and ``processor.testing`` import their names on first use too.)
 
 ==========================  =========  ==========================================================
 fixture                     scope      gives

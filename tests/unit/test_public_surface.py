@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 import processor
+import processor.handler
 
 
 def test_all_is_sorted_and_every_name_exists() -> None:
@@ -17,3 +20,10 @@ def test_the_public_surface_is_what_plugins_need() -> None:
         "RateLimited", "ResourceNotFound", "TransientError", "ZenotiEventsError",
         "ZenotiApi", "ZenotiUnavailable",
     }
+
+
+def test_the_root_imports_its_names_on_first_use_and_names_only_those() -> None:
+    assert processor.Context is processor.handler.Context
+    assert set(processor.__all__) <= set(dir(processor))
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        processor.Nope  # noqa: B018

@@ -217,10 +217,6 @@ def test_the_pytest_plugin_is_registered_and_adds_only_itself_to_its_parent_pack
     assert modules_added(PLUGIN, after="pytest, processor.testing") == [PLUGIN]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "the plugin's parent package: processor/__init__.py imports the public contract eagerly "
-    "(processor.errors, .handler, .zenoti_api, so pydantic and schemas.zenoti); strict: once "
-    "that root imports on first use, as processor.testing does, this passes and the mark goes"))
 def test_loading_the_pytest_plugin_imports_nothing_of_zenoti_events_nor_its_libraries() -> None:
     parents = {"processor", "processor.testing", PLUGIN}
     added = modules_added(PLUGIN, after="pytest")
