@@ -100,7 +100,7 @@ class Dispatcher:
 
     async def _run(self, message: IncomingMessage, meta: MessageMeta) -> Fate:
         try:
-            tenant = self._tenant_of(meta)
+            tenant = self._tenant_of(meta, message.headers)
             event = decode_event(message.body, self.handler.schema, meta, tenant)
             await self._handle(event)
         except Exception as exc:
@@ -114,7 +114,12 @@ class Dispatcher:
             raise HandlerTimeout(f"handle did not finish within {self._handler_timeout:g} s"
                                  ) from None
 
-    def _tenant_of(self, meta: MessageMeta) -> str:
+    def _tenant_of(self, meta: MessageMeta, headers: Headers) -> str:
+        """The message's tenant; the default one only when the header is absent (a header of
+        another type is parked, never run as the default tenant)."""
+        if meta.tenant is None and headers.get(m.TENANT) is not None:
+            raise PermanentError(f"the {m.TENANT} header is not text: "
+                                 f"{type(headers[m.TENANT]).__name__}")
         tenant = meta.tenant or DEFAULT_TENANT
         if tenant not in self._tenants:
             raise PermanentError(f"tenant {tenant!r} is not configured in this worker")

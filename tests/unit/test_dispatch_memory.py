@@ -183,6 +183,21 @@ async def test_a_permanent_error_or_an_invalid_payload_is_parked_at_once_with_it
     assert rig.broker.messages(DELAY) == [] and rig.handler.calls["k1"] == calls
 
 
+@pytest.mark.parametrize("tenant", [42, ["default"], {"name": "default"}])
+async def test_a_tenant_header_that_is_not_text_is_parked_never_run_as_the_default_tenant(
+    rig: Rig, tenant: object,
+) -> None:
+    body = json.dumps({"event_id": "k1", "event_type": "Test.Tiny", "data": {"n": 1}}).encode()
+    rig.broker.route(EVENTS, "test.tiny", Queued(
+        body, {m.TENANT: tenant, m.EVENT_TYPE: "Test.Tiny"}, message_id="k1",
+        content_type="application/json"))
+    await rig.run()
+    [parked] = rig.broker.messages(LOT)
+    assert parked.headers[m.REASON] == "permanent"
+    assert "tenant header is not text" in str(parked.headers[m.ERROR])
+    assert rig.handler.calls["k1"] == 0 and outputs(rig.broker) == []
+
+
 async def test_a_message_whose_attempts_run_out_is_parked_with_its_whole_history(
     rig: Rig,
 ) -> None:
