@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+import aiormq
+
 from processor import logs, wiring
 from processor.dev import scaffold
 from processor.dev import stack as devstack
@@ -39,6 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # on a reconnect): retrying cannot help, so the process stops and says why.
         logs.get_logger().error("process.config_error", error=str(exc), kind=type(exc).__name__)
         return 2
+    except (OSError, aiormq.exceptions.AMQPConnectionError) as exc:
+        # A port taken, a broker that cannot be reached: one line an operator can read and a
+        # log shipper can parse, not a traceback across lines.
+        logs.get_logger().error("process.failed", error=str(exc) or repr(exc),
+                                kind=type(exc).__name__)
+        return 1
 
 
 def run_until_signalled(make: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> int:
