@@ -57,8 +57,9 @@ class Context:
     ``zenoti.enriched`` exchange with routing key ``name`` and returns once the broker
     confirmed it; its message id is derived from the event key and handler name, so a
     consumer can de-duplicate. ``log`` is a structlog logger; the worker binds the message's
-    ids (handler, event id and type, tenant) through contextvars, so a handler logs only what
-    it adds."""
+    ids (handler, event id and type, tenant) to every line logged while it is handled
+    (``processor.logs.MessageFields``, one context variable: they are not in structlog's
+    ``get_contextvars()``), so a handler logs only what it adds."""
 
     zenoti: ZenotiApi
     log: FilteringBoundLogger
