@@ -169,13 +169,45 @@ def _sum(samples: list[Sample], name: str, **labels: str) -> int | None:
     return int(sum(chosen)) if samples else None
 
 
+class _Output:
+    """``out``, written until it goes away (``up | head``, a closed terminal): from then on
+    writes are dropped, so stopping the stack never ends in a BrokenPipeError traceback."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out: TextIO | None = out
+
+    def write(self, text: str) -> int:
+        if self._out is not None:
+            try:
+                self._out.write(text)
+            except (OSError, ValueError):  # a broken pipe, a closed file
+                self._out = None
+        return len(text)
+
+    def flush(self) -> None:
+        if self._out is not None:
+            try:
+                self._out.flush()
+            except (OSError, ValueError):
+                self._out = None
+
+
+# C0 and C1 control characters but tab: a line from the broker must not drive the terminal.
+_CONTROLS = dict.fromkeys([*range(0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0)], "?")
+
+
+def printable(line: str) -> str:
+    """``line`` with control characters (escape sequences included) shown as ``?``."""
+    return line.translate(_CONTROLS)
+
+
 class Console:
     """Enriched events and the summary line on ``out``; see the module's docstring."""
 
     def __init__(self, out: TextIO, tty: bool | None = None) -> None:
-        self._out = out
-        self._board: Scoreboard | None = None
         self._tty = out.isatty() if tty is None else tty
+        self._out = _Output(out)
+        self._board: Scoreboard | None = None
         self._events: queue.Queue[str] = queue.Queue()
         self._shown, self._printed_at, self._drawn = "", 0.0, False
 
@@ -188,7 +220,7 @@ class Console:
         returned until the stream ends."""
         def read() -> None:
             for raw in stream:
-                self._events.put(raw.decode(errors="replace").rstrip("\n"))
+                self._events.put(printable(raw.decode(errors="replace").rstrip("\n")))
 
         reader = threading.Thread(target=read, name="up-events", daemon=True)
         reader.start()
@@ -197,7 +229,7 @@ class Console:
     def say(self, line: str, file: TextIO | None = None) -> None:
         """A line of ``up`` itself, above the summary."""
         self._clear()
-        print(line, file=file or self._out, flush=True)
+        print(line, file=self._out if file is None else _Output(file), flush=True)
 
     def refresh(self) -> None:
         """Show the events that came, then the summary line."""

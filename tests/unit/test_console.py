@@ -64,3 +64,36 @@ def test_elsewhere_the_summary_is_printed_when_it_changed_and_at_the_end() -> No
         "zenoti-events up: a word of its own",
         "accepted 1  enriched 1  parked 0  waiting for the API budget 0",
     ]
+
+
+class GoneAfter(io.StringIO):
+    """A pipe whose reader leaves after ``writes`` writes (``up | head``)."""
+
+    def __init__(self, writes: int) -> None:
+        super().__init__()
+        self.left = writes
+
+    def write(self, text: str) -> int:
+        if self.left <= 0:
+            raise BrokenPipeError(32, "Broken pipe")
+        self.left -= 1
+        return super().write(text)
+
+
+def test_an_output_that_goes_away_is_let_go_without_an_error() -> None:
+    out = GoneAfter(writes=2)
+    console = Console(out, tty=False)
+    console.show(board(Counts(1, 0, 0, 0)))
+    console.follow(lines("one", "two", "three")).join(5)
+    console.refresh()
+    console.say("stopping")
+    console.close()  # nothing raised: the events that fit were shown, the rest dropped
+    assert out.getvalue().splitlines()[0] == "one"
+
+
+def test_an_event_cannot_drive_the_terminal() -> None:
+    out = io.StringIO()
+    console = Console(out, tty=False)
+    console.follow(lines("guest \x1b]0;owned\x07 \x1b[2J\x9b31m done\tok")).join(5)
+    console.refresh()
+    assert out.getvalue() == "guest ?]0;owned? ?[2J?31m done\tok\n"
