@@ -20,7 +20,10 @@ Whatever happens, nothing is left running:
   bound for all of them together), then SIGKILLs the process group of each one still there.
   Children run in process groups of their own: a Ctrl-C in the terminal reaches their owner
   alone, which stops them in order;
-- children of a launcher never stopped are killed at interpreter exit all the same.
+- children of a launcher never stopped are killed at interpreter exit all the same;
+- an owner that dies with no exit at all (SIGKILL, the OOM killer, a SIGTERM it has no handler
+  for) takes its children with it, on Linux: each gets SIGTERM then (``tether.py``: started
+  tethered, on a thread that lasts as long as the owner, whichever thread asked).
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Literal, Self
 from urllib.parse import urlsplit
+
+from processor.dev.tether import on_lasting_thread, tethered
 
 CLI = "processor.cli"
 HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -152,15 +157,16 @@ class Children:
               pipe: bool = False) -> subprocess.Popen[bytes]:
         """Start ``command`` and, given ``ready``, wait until it is (see ``wait_ready``).
         ``pipe``: its stdout is a pipe for the caller to read."""
+        environment = dict(self.env if env is None else env)
+        argv = tethered(command, environment)  # tied to this process's life (Linux)
         log = self._log_file(name)
         out = log if log is not None else (None if self.output == "inherit" else
                                            subprocess.DEVNULL)
         try:
             with signals_held():
-                child = subprocess.Popen(
-                    list(command), cwd=self.cwd, stdin=subprocess.DEVNULL, process_group=0,
-                    env=dict(self.env if env is None else env),
-                    stdout=subprocess.PIPE if pipe else out, stderr=log)
+                child = on_lasting_thread(lambda: subprocess.Popen(
+                    argv, cwd=self.cwd, stdin=subprocess.DEVNULL, process_group=0,
+                    env=environment, stdout=subprocess.PIPE if pipe else out, stderr=log))
                 self.children.append(child)
         except BaseException:
             if log is not None:

@@ -1,10 +1,13 @@
 """The one launcher (``processor.dev.launcher.Children``, under ``Stack``) leaves nothing
 running: not after a child that never became ready, nor one that exited first, nor a Ctrl-C
-in the middle of a spawn, nor a child deaf to SIGTERM, nor an owner that never stopped it."""
+in the middle of a spawn, nor a child deaf to SIGTERM, nor an owner that never stopped it,
+nor (Linux) an owner killed outright, whichever thread started the child."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -14,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from processor.dev import tether
 from processor.dev.launcher import Children, NotReady, signals_held
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="process groups")
@@ -21,6 +25,25 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="process groups"
 SLEEPER = "import time\nprint('sleeping', flush=True)\ntime.sleep(120)\n"
 DEAF = ("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
         "print('deaf', flush=True)\ntime.sleep(120)\n")
+OWNER = """\
+import sys, threading, time
+from processor.dev.launcher import Children
+children = Children(cwd=".", output="capture")
+def start():  # returns once the child runs the sleeper (no longer the lines before it)
+    return children.spawn(module="sleeper",
+                          ready=lambda: "sleeping" in children.tail(children.children[-1]))
+if sys.argv[1] == "thread":  # started on a thread that has ended before the owner dies
+    started = []
+    spawner = threading.Thread(target=lambda: started.append(start()))
+    spawner.start()
+    spawner.join()
+    child = started[0]
+else:
+    child = start()
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+linux = pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
 
 
 @pytest.fixture
@@ -44,6 +67,16 @@ def gone(pid: int, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def alive(pid: int) -> bool:
+    """Process ``pid`` runs (not a zombie)."""
+    try:
+        os.kill(pid, 0)
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+    return state != "Z"
 
 
 def test_a_child_never_ready_in_time_raises_and_leaves_no_child_running(modules: Path) -> None:
@@ -121,3 +154,60 @@ def test_children_of_an_owner_that_never_stopped_them_are_killed_at_exit(
                           env={**os.environ, "PYTHONPATH": str(Path.cwd())})
     assert done.returncode == 0, done.stderr
     assert gone(int(done.stdout.split()[0]))
+
+
+@linux
+@pytest.mark.parametrize(("death", "where"), [
+    (signal.SIGKILL, "main"),
+    (signal.SIGTERM, "main"),   # a process with no handler for it: no atexit, no finalizer
+    (signal.SIGKILL, "thread"),
+], ids=["sigkill", "unhandled-sigterm", "sigkill-started-on-a-thread-since-ended"])
+def test_children_die_with_an_owner_killed_outright(
+    modules: Path, death: signal.Signals, where: str
+) -> None:
+    owner = subprocess.Popen([sys.executable, "-c", OWNER, where], cwd=modules, text=True,
+                             stdout=subprocess.PIPE,
+                             env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+    assert owner.stdout is not None
+    pid = 0
+    try:
+        assert select.select([owner.stdout], [], [], 30)[0], "the owner started no child"
+        pid = int(owner.stdout.readline())
+        time.sleep(0.5)  # the thread that started it is long gone
+        assert alive(pid), "a child lives as long as its owner, not its owner's thread"
+
+        owner.send_signal(death)
+        assert owner.wait(10) == -death
+
+        assert gone(pid, timeout=10), "the child outlived its owner"
+    finally:
+        owner.kill()
+        owner.wait(10)
+        owner.stdout.close()
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@linux
+def test_a_tethered_child_gets_the_signal_dispositions_of_a_plain_one(tmp_path: Path) -> None:
+    """The few lines of Python before the command leave it no signal ignored that
+    ``subprocess`` would not (Python ignores SIGPIPE and SIGXFSZ for itself)."""
+    children = Children(output="capture", cwd=tmp_path)
+    child = children.start("status", ["cat", "/proc/self/status"])
+    assert child.wait(10) == 0
+    status = children.tail(child)
+    children.stop()
+    ignored = int(next(line.split()[1] for line in status.splitlines()
+                       if line.startswith("SigIgn:")), 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1) | 1 << (signal.SIGXFSZ - 1)), hex(ignored)
+
+
+def test_a_command_not_installed_is_refused_at_start() -> None:
+    with pytest.raises(FileNotFoundError):
+        Children().start("missing", ["zenoti-events-no-such-command"])
+
+
+def test_without_pdeathsig_the_command_runs_as_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert tether.tethered(["redis-server", "--port", "1"]) == ["redis-server", "--port", "1"]
