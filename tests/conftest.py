@@ -33,7 +33,8 @@ from urllib.parse import quote
 import pytest
 import structlog
 
-from processor.dev import broker as devbroker
+from processor.dev import container as devcontainer
+from processor.dev.ports import answers
 from tests.rabbit import NodeError, PrivateNode, SharedBrokerWatch, find_scripts
 
 LOCAL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -56,13 +57,13 @@ def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
         pytest.fail(f"{START}={start!r}: say private or container (or nothing)")
     if not start and (url := os.environ.get("AMQP_URL")):
         yield Broker(url, vhost=None)
-    elif not start and devbroker.answers(LOCAL) and shutil.which("rabbitmqctl"):
+    elif not start and answers(LOCAL) and shutil.which("rabbitmqctl"):
         yield from _local_vhost()
     elif start != "container" and find_scripts() is not None:
         yield from _private_vhost(request.getfixturevalue("private_node"))
-    elif devbroker.docker_answers() and (container := devbroker.rabbitmq_container()):
+    elif devcontainer.docker_answers() and (container := devcontainer.rabbitmq_container()):
         with container as running:
-            yield Broker(devbroker.container_url(running), vhost=None)
+            yield Broker(devcontainer.container_url(running), vhost=None)
     else:
         missing("no RabbitMQ: set AMQP_URL, run one on 127.0.0.1:5672, install "
                 "rabbitmq-server, or start Docker")

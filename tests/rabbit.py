@@ -1,7 +1,7 @@
 """Private RabbitMQ nodes, for the tests that break a broker.
 
 A test that stops, restarts or alarms a broker must never do it to the broker a developer runs
-for other work (``rabbit@<host>`` on 5672). ``PrivateNode`` is ``processor.dev.broker``'s node
+for other work (``rabbit@<host>`` on 5672). ``PrivateNode`` is ``processor.dev.node``'s node
 (the one ``zenoti-events up`` starts when no broker answers: the installed ``rabbitmq-server``
 with its own name, ports, data and Erlang cookie in a temporary directory removed at the end),
 plus the faults. Every command names it (``rabbitmqctl -n``) and carries its cookie, which no
@@ -38,8 +38,9 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractConnection
 
-from processor.dev import broker as devbroker
-from processor.dev.broker import NodeError, quiet_port
+from processor.dev import node as devnode
+from processor.dev.node import NodeError
+from processor.dev.ports import listening, quiet_port
 
 __all__ = ["DISK_DEFAULT", "MEMORY_DEFAULT", "SCRIPTS_ENV", "NodeError", "PrivateNode",
            "SharedBrokerWatch", "find_scripts", "quiet_port", "shared_status"]
@@ -55,10 +56,10 @@ DISK_DEFAULT = "50MB"
 def find_scripts() -> Path | None:
     """The directory of the real ``rabbitmq-server`` scripts (``$ZENOTI_TEST_RABBITMQ_SCRIPTS``
     first), or None when not installed."""
-    return devbroker.find_scripts(os.environ.get(SCRIPTS_ENV))
+    return devnode.find_scripts(os.environ.get(SCRIPTS_ENV))
 
 
-class PrivateNode(devbroker.PrivateNode):
+class PrivateNode(devnode.PrivateNode):
     """One RabbitMQ node of this test run alone, with faults; see the module's docstring.
 
     ``start()`` waits for ``await_startup`` (bounded; ``NodeError`` with the log's tail if the
@@ -135,7 +136,7 @@ class PrivateNode(devbroker.PrivateNode):
         runs then (a CLI command costs half a second, several on a loaded machine)."""
         if not self.running:
             self.start()
-        if not devbroker.listening(self.amqp_port):
+        if not listening(self.amqp_port):
             self.start_app()
         if self._limits_changed:
             self.clear_alarms()
@@ -253,7 +254,7 @@ class SharedBrokerWatch:
 
 def shared_status() -> dict[str, Any] | None:
     """``rabbitmqctl status`` of the shared (default) node, or None."""
-    if not shutil.which("rabbitmqctl") or not devbroker.listening(5672):
+    if not shutil.which("rabbitmqctl") or not listening(5672):
         return None
     try:
         done = subprocess.run(["rabbitmqctl", "-q", "status", "--formatter", "json"],

@@ -1,8 +1,9 @@
 """What ``zenoti-events up`` runs on: a RabbitMQ broker, and Redis when it can have one.
 
 The broker, in this order: whatever answers at ``AMQP_URL`` (a TCP check of its host and
-port); else a private node of the installed ``rabbitmq-server`` (``processor/dev/broker.py``);
-else RabbitMQ in Docker through testcontainers; else ``NoBroker``, one line on how to get one.
+port); else a private node of the installed ``rabbitmq-server`` (``processor/dev/node.py``);
+else RabbitMQ in Docker through testcontainers (``processor/dev/container.py``); else
+``NoBroker``, one line on how to get one.
 
 Redis the same way: whatever answers at ``REDIS_URL`` when it is set; else a private
 ``redis-server`` when installed (its own port, nothing saved, its directory removed); else
@@ -19,7 +20,9 @@ import tempfile
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from processor.dev import broker as devbroker
+from processor.dev import container as devcontainer
+from processor.dev import node as devnode
+from processor.dev import ports
 from processor.dev.launcher import Children, signals_held
 
 Say = Callable[[str], None]
@@ -35,12 +38,12 @@ class NoBroker(Exception):
 def broker(url: str, started: contextlib.ExitStack, say: Say) -> str:
     """The URL of a broker that answers, started here when need be."""
     where = _where(url, 5671 if url.startswith("amqps:") else 5672)
-    if devbroker.answers(url):
+    if ports.answers(url):
         say(f"broker {where} (ZENOTI_EVENTS_AMQP_URL, or the default)")
         return url
-    scripts = devbroker.find_scripts()
+    scripts = devnode.find_scripts()
     if scripts is not None:
-        node = devbroker.PrivateNode(scripts=scripts, prefix="zenoti-up", start_timeout=60)
+        node = devnode.PrivateNode(scripts=scripts, prefix="zenoti-up", start_timeout=60)
         started.callback(node.close)
         say(f"nothing answers at {where}: starting a private RabbitMQ node {node.name}")
         with signals_held():  # recorded before a Ctrl-C can interrupt
@@ -48,14 +51,14 @@ def broker(url: str, started: contextlib.ExitStack, say: Say) -> str:
         node.wait_ready()
         say(f"broker {node.url}: private node {node.name}, removed on exit")
         return node.url
-    if devbroker.docker_answers() and (container := devbroker.rabbitmq_container()):
+    if devcontainer.docker_answers() and (container := devcontainer.rabbitmq_container()):
         started.callback(container.stop)
         say(f"nothing answers at {where}: starting RabbitMQ in Docker (testcontainers)")
         try:
             container.start()
         except Exception as exc:  # Docker's own errors, of every kind
             raise RuntimeError(f"RabbitMQ in Docker did not start: {exc}") from exc
-        found = devbroker.container_url(container)
+        found = devcontainer.container_url(container)
         say(f"broker {found}: a container, removed on exit")
         return found
     raise NoBroker(NO_BROKER.format(where=where))
@@ -71,12 +74,12 @@ def redis(url: str | None, started: contextlib.ExitStack, say: Say) -> str | Non
         say("no Redis (redis-server is not installed): each process keeps its own API budget "
             "and de-duplication")
         return None
-    port = devbroker.quiet_port()
+    port = ports.quiet_port()
     home = started.enter_context(tempfile.TemporaryDirectory(prefix="zenoti-redis-"))
     children = started.enter_context(Children(output="capture", stop_timeout=10))
     children.start("redis-server", [server, "--bind", "127.0.0.1", "--port", str(port),
                                     "--save", "", "--appendonly", "no", "--dir", home],
-                   ready=lambda: devbroker.listening(port))
+                   ready=lambda: ports.listening(port))
     say(f"Redis 127.0.0.1:{port}: a private redis-server, removed on exit")
     return f"redis://127.0.0.1:{port}/0"
 
@@ -87,7 +90,7 @@ def _answers(url: str) -> bool:
         port = parts.port or 6379
     except ValueError:
         return False
-    return devbroker.listening(port, parts.hostname or "localhost", timeout=1.0)
+    return ports.listening(port, parts.hostname or "localhost", timeout=1.0)
 
 
 def _where(url: str, default_port: int) -> str:

@@ -21,18 +21,27 @@ What this does not do: SIGTERM reaches the child alone, not the processes it sta
 (each of ours stops its own on SIGTERM: the ``rabbitmq-server`` script stops the Erlang VM); a
 child that ignores SIGTERM outlives an owner killed outright. Elsewhere than on Linux both
 functions do nothing: the command runs as given, started on the caller's thread.
+
+Two more for processes of a session of their own: ``kill_group`` (SIGKILL to a whole process
+group) and ``wait_gone`` (until a process is gone); and ``run``, a command run to its end in
+a session of its own, its whole group killed when it is late or interrupted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import queue
 import shutil
+import signal
+import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -80,6 +89,45 @@ def on_lasting_thread(start: Callable[[], T]) -> T:
     done: Future[T] = Future()
     _Spawner.jobs().put((start, done))
     return done.result()
+
+
+def run(command: Sequence[str], *, env: dict[str, str], cwd: Path,
+        timeout: float) -> subprocess.CompletedProcess[str] | None:
+    """``subprocess.run`` in a session of its own; None when late. Late or interrupted, its
+    whole process group is killed (``run`` kills only the process it started)."""
+    with subprocess.Popen(list(command), env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as process:
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(process.pid)
+            return None
+        except BaseException:
+            kill_group(process.pid)
+            raise
+    return subprocess.CompletedProcess(list(command), process.returncode, out, err)
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL to process group ``pgid``, if it is still there."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def wait_gone(pid: int | None, timeout: float = 30.0) -> None:
+    """Until process ``pid`` is gone, or a zombie (dead; its parent was killed), or
+    ``timeout`` passed."""
+    deadline = time.monotonic() + timeout
+    while pid is not None and time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
+                return
+        time.sleep(0.05)
 
 
 class _Spawner:

@@ -25,7 +25,8 @@ from typing import IO
 import pytest
 
 from processor.cli import main
-from processor.dev import broker as devbroker
+from processor.dev import container as devcontainer
+from processor.dev import node as devnode
 from tests.conftest import missing
 from tests.integration.processes import free_port
 
@@ -41,7 +42,7 @@ SUMMARY = re.compile(r"^accepted (\d+)  enriched (\d+)  parked (\d+)  "
 @pytest.fixture
 def rabbitmq_server() -> None:
     """``up`` needs the installed ``rabbitmq-server`` here; missing, a skip (a failure in CI)."""
-    if devbroker.find_scripts() is None:
+    if devnode.find_scripts() is None:
         missing("no rabbitmq-server here: up cannot start its own broker")
 
 
@@ -176,8 +177,8 @@ def test_up_with_no_broker_and_no_way_to_start_one_says_how_in_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("ZENOTI_EVENTS_AMQP_URL", f"amqp://guest:guest@127.0.0.1:{free_port()}/")
-    monkeypatch.setattr(devbroker, "find_scripts", lambda directory=None: None)
-    monkeypatch.setattr(devbroker, "docker_answers", lambda timeout=20.0: False)
+    monkeypatch.setattr(devnode, "find_scripts", lambda directory=None: None)
+    monkeypatch.setattr(devcontainer, "docker_answers", lambda timeout=20.0: False)
 
     assert main(["up", "--seconds", "1"]) == 2
 
