@@ -11,6 +11,12 @@ order.
     with PrivateNode(scripts=find_scripts()) as node:   # started; stopped and removed on exit
         node.url                                        # amqp://guest:guest@127.0.0.1:<port>/
 
+Nothing of it outlives it: ``close()`` stops it and removes its directory; a node dropped
+unclosed, or still open at interpreter exit, has both done by its finalizer; an owner
+killed outright (SIGKILL, OOM, a SIGTERM it has no handler for) takes the node's process with
+it on Linux (``tether.py``: the script gets SIGTERM and stops the Erlang VM), but its
+directory stays: no code of the owner's runs any more to remove it.
+
 ``tests/rabbit.py`` builds its faults (restarts, crashes, alarms) on ``PrivateNode``.
 """
 
@@ -26,12 +32,12 @@ import time
 import weakref
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 from urllib.parse import quote
 
 from processor.dev.node_home import NodeError, NodeHome
 from processor.dev.ports import listening, quiet_port
-from processor.dev.tether import kill_group, run, wait_gone
+from processor.dev.tether import kill_group, on_lasting_thread, run, tethered, wait_gone
 
 __all__ = ["NodeError", "PrivateNode", "find_scripts"]
 
@@ -61,8 +67,7 @@ class PrivateNode:
 
     ``start()`` is ``launch()`` (the OS process, at once) then ``wait_ready()`` (bounded by
     ``start_timeout``; ``NodeError`` with the log's tail if the node fails or is late).
-    ``close()`` stops it (SIGTERM, SIGKILL of its process group as the last resort) and removes
-    its directory; a node never closed is killed at interpreter exit all the same.
+    ``close()``: ``stop()`` (SIGTERM, then SIGKILL of its process group), directory removed.
     """
 
     def __init__(self, *, scripts: Path, cookie: str | None = None, config: str = "",
@@ -77,8 +82,8 @@ class PrivateNode:
         self.start_timeout = start_timeout
         self.start_seconds: list[float] = []
         self._home = NodeHome(self.name, self.cookie, self.amqp_port, self.dist_port, config)
-        self._process: subprocess.Popen[bytes] | None = None
-        self._reaper: weakref.finalize[Any, Any] | None = None
+        self._left = _Remains(self._home)
+        self._reaper = weakref.finalize(self, self._left.clear)
         self._began = 0.0
 
     @property
@@ -101,7 +106,7 @@ class PrivateNode:
     @property
     def running(self) -> bool:
         """The OS process is alive (the ``rabbit`` app may still be stopped)."""
-        return self._process is not None and self._process.poll() is None
+        return self._left.process is not None and self._left.process.poll() is None
 
     # -- life -----------------------------------------------------------------------------
 
@@ -119,24 +124,27 @@ class PrivateNode:
         return self
 
     def launch(self) -> None:
-        """Start the OS process, in a session of its own, and return at once."""
-        home = self._home.create()
+        """Start the OS process, in a session of its own and tethered (it stops when its owner
+        dies: ``tether.py``), and return at once."""
+        home, env = self._home.create(), self._home.env()
+        if not self._reaper.alive:  # started again after a close
+            self._reaper = weakref.finalize(self, self._left.clear)
         (home / "node.pid").unlink(missing_ok=True)
+        argv = tethered([str(self.scripts / "rabbitmq-server")], env)
         self._began = time.monotonic()
         with open(home / "stdout.log", "ab") as out:
-            self._process = subprocess.Popen(
-                [str(self.scripts / "rabbitmq-server")], env=self._home.env(), cwd=home,
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True)
-        self._reaper = weakref.finalize(self, kill_group, self._process.pid)
+            self._left.process = on_lasting_thread(lambda: subprocess.Popen(
+                argv, env=env, cwd=home, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True))
 
     def wait_ready(self) -> None:
         """Until the node accepts connections and says it booted (``rabbitmqctl
         await_startup``); ``NodeError`` when it exits first or ``start_timeout`` passes."""
         deadline, failure = self._began + self.start_timeout, ""
         while True:
-            if self._process is None or self._process.poll() is not None:
-                code = self._process.returncode if self._process else None
+            process = self._left.process
+            if process is None or process.poll() is not None:
+                code = process.returncode if process else None
                 raise NodeError(f"{self.name} exited with {code} while starting" + self.tail())
             if time.monotonic() > deadline:
                 raise NodeError(f"{self.name} did not start within {self.start_timeout:g} s"
@@ -153,7 +161,7 @@ class PrivateNode:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the OS process, gracefully first; the data stays for the next ``start()``."""
-        process, vm = self._process, self._home.vm_pid()
+        process, vm = self._left.process, self._home.vm_pid()
         if process is None:
             return
         if process.poll() is None:
@@ -168,21 +176,19 @@ class PrivateNode:
         Erlang VM is gone (its ports closed). On RabbitMQ 3.10 a quorum queue declared seconds
         before never comes back ("pre init for 0 registered servers": Ra saves its registry
         lazily); a clean stop saves it."""
-        process, vm, self._process = self._process, self._home.vm_pid(), None
+        process, vm, self._left.process = self._left.process, self._home.vm_pid(), None
         if process is None:
             return
         kill_group(process.pid)
         process.wait(10)
         wait_gone(vm)
-        if self._reaper is not None:
-            self._reaper.detach()
 
     def close(self) -> None:
         """Stop the node and remove its directory (data, log, config)."""
         try:
             self.stop()
         finally:
-            self._home.remove()
+            self._reaper()  # the directory (and the process, if the stop was interrupted)
 
     def __enter__(self) -> Self:
         try:
@@ -224,3 +230,21 @@ class PrivateNode:
     def tail(self, lines: int = 40) -> str:
         """The last lines of the node's log and of its console output."""
         return self._home.tail(lines)
+
+
+class _Remains:
+    """A node's OS process (while it runs) and home: its finalizer's, not holding the node."""
+
+    def __init__(self, home: NodeHome) -> None:
+        self.home = home
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def clear(self) -> None:
+        """SIGKILL to the group, the Erlang VM waited for (bounded), the directory removed."""
+        process, vm, self.process = self.process, self.home.vm_pid(), None
+        if process is not None:
+            kill_group(process.pid)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(10)
+            wait_gone(vm, timeout=10)
+        self.home.remove()

@@ -93,9 +93,10 @@ def on_lasting_thread(start: Callable[[], T]) -> T:
 
 def run(command: Sequence[str], *, env: dict[str, str], cwd: Path,
         timeout: float) -> subprocess.CompletedProcess[str] | None:
-    """``subprocess.run`` in a session of its own; None when late. Late or interrupted, its
-    whole process group is killed (``run`` kills only the process it started)."""
-    with subprocess.Popen(list(command), env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+    """``subprocess.run`` in a session of its own, tethered (on the caller's thread, which
+    waits for it throughout); None when late. Late or interrupted, its whole process group
+    is killed (``run`` kills only the process it started)."""
+    with subprocess.Popen(tethered(command, env), env=env, cwd=cwd, stdin=subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           start_new_session=True) as process:
         try:
