@@ -9,7 +9,8 @@ Redis the same way: whatever answers at ``REDIS_URL`` when it is set; else a pri
 ``redis-server`` when installed (its own port, nothing saved, its directory removed); else
 none, and each process keeps its API budget and de-duplication to itself.
 
-What is started here is stopped by the ``ExitStack`` given, in the reverse order.
+What is started here is stopped by the ``ExitStack`` given, in the reverse order. A URL is
+said without its user and password (``shown``); the ones returned carry them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import contextlib
 import shutil
 import tempfile
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from processor.dev import container as devcontainer
 from processor.dev import node as devnode
@@ -49,7 +50,7 @@ def broker(url: str, started: contextlib.ExitStack, say: Say) -> str:
         with signals_held():  # recorded before a Ctrl-C can interrupt
             node.launch()
         node.wait_ready()
-        say(f"broker {node.url}: private node {node.name}, removed on exit")
+        say(f"broker {shown(node.url)}: private node {node.name}, removed on exit")
         return node.url
     if devcontainer.docker_answers() and (container := devcontainer.rabbitmq_container()):
         started.callback(container.stop)
@@ -59,7 +60,7 @@ def broker(url: str, started: contextlib.ExitStack, say: Say) -> str:
         except Exception as exc:  # Docker's own errors, of every kind
             raise RuntimeError(f"RabbitMQ in Docker did not start: {exc}") from exc
         found = devcontainer.container_url(container)
-        say(f"broker {found}: a container, removed on exit")
+        say(f"broker {shown(found)}: a container, removed on exit")
         return found
     raise NoBroker(NO_BROKER.format(where=where))
 
@@ -82,6 +83,12 @@ def redis(url: str | None, started: contextlib.ExitStack, say: Say) -> str | Non
                    ready=lambda: ports.listening(port))
     say(f"Redis 127.0.0.1:{port}: a private redis-server, removed on exit")
     return f"redis://127.0.0.1:{port}/0"
+
+
+def shown(url: str) -> str:
+    """``url`` without its user and password: what may be said or logged."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _answers(url: str) -> bool:
