@@ -6,8 +6,10 @@ else RabbitMQ in Docker through testcontainers (``processor/dev/container.py``);
 ``NoBroker``, one line on how to get one.
 
 Redis the same way: whatever answers at ``REDIS_URL`` when it is set; else a private
-``redis-server`` when installed (its own port, nothing saved, its directory removed); else
-none, and each process keeps its API budget and de-duplication to itself.
+``redis-server`` when installed (its own port on 127.0.0.1, nothing saved, its directory
+removed), with a random password (``requirepass``, in a config file of its 0700 directory:
+never on a command line, which every local user can read); else none, and each process keeps
+its API budget and de-duplication to itself.
 
 What is started here is stopped by the ``ExitStack`` given, in the reverse order. A URL is
 said without its user and password (``shown``); the ones returned carry them.
@@ -16,9 +18,12 @@ said without its user and password (``shown``); the ones returned carry them.
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from processor.dev import container as devcontainer
@@ -75,14 +80,24 @@ def redis(url: str | None, started: contextlib.ExitStack, say: Say) -> str | Non
         say("no Redis (redis-server is not installed): each process keeps its own API budget "
             "and de-duplication")
         return None
-    port = ports.quiet_port()
-    home = started.enter_context(tempfile.TemporaryDirectory(prefix="zenoti-redis-"))
+    port, password = ports.quiet_port(), secrets.token_urlsafe(32)
+    home = Path(started.enter_context(tempfile.TemporaryDirectory(prefix="zenoti-redis-")))
+    config = _secret_file(home / "redis.conf", f"requirepass {password}\n")
     children = started.enter_context(Children(output="capture", stop_timeout=10))
-    children.start("redis-server", [server, "--bind", "127.0.0.1", "--port", str(port),
-                                    "--save", "", "--appendonly", "no", "--dir", home],
+    children.start("redis-server", [server, str(config), "--bind", "127.0.0.1", "--port",
+                                    str(port), "--save", "", "--appendonly", "no",
+                                    "--dir", str(home)],
                    ready=lambda: ports.listening(port))
-    say(f"Redis 127.0.0.1:{port}: a private redis-server, removed on exit")
-    return f"redis://127.0.0.1:{port}/0"
+    say(f"Redis 127.0.0.1:{port}: a private redis-server with a password of its own, "
+        "removed on exit")
+    return f"redis://:{password}@127.0.0.1:{port}/0"
+
+
+def _secret_file(path: Path, text: str) -> Path:
+    """``path`` made new with ``text``, readable by its owner alone."""
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+        out.write(text)
+    return path
 
 
 def shown(url: str) -> str:
