@@ -77,8 +77,9 @@ def redis(url: str | None, started: contextlib.ExitStack, say: Say) -> str | Non
         return url
     server = shutil.which("redis-server")
     if server is None:
-        say("no Redis (redis-server is not installed): each process keeps its own API budget "
-            "and de-duplication")
+        where = f"nothing answers at {_where(url, 6379)} and " if url else ""
+        say(f"no Redis ({where}redis-server is not installed): each process keeps its own API "
+            "budget and de-duplication")
         return None
     port, password = ports.quiet_port(), secrets.token_urlsafe(32)
     home = Path(started.enter_context(tempfile.TemporaryDirectory(prefix="zenoti-redis-")))

@@ -150,7 +150,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                 url, sandbox_port=args.sandbox_port, ingress_port=args.ingress_port,
                 worker_port=args.worker_port, output="capture", log_dir=args.logs,
                 log_format=os.environ.get("ZENOTI_EVENTS_LOG_FORMAT", "json"),
-                settings={"ZENOTI_EVENTS_REDIS_URL": redis} if redis else {}))
+                # None found: "" turns Redis off, rather than a dead URL from the environment
+                settings={"ZENOTI_EVENTS_REDIS_URL": redis or ""}))
             simulator = _start(args, stack, started, console, settings)
             return _watch(args.seconds, stack, simulator, console)
         except Stopped as stop:
