@@ -107,7 +107,11 @@ async def _paced(port: int, rate: float, seconds: float) -> dict[str, float]:
     arrived: dict[str, float] = {}
 
     async def on_message(message: AbstractIncomingMessage) -> None:
-        arrived[(message.message_id or "").split(":", 1)[0]] = time.monotonic()
+        # ``<key>:<handler>:<output>`` (the floor) or ``<tenant>:<key>:<handler>:<output>``
+        # (ours, since ids are scoped by tenant): the key is third from the end either way.
+        parts = (message.message_id or "").split(":")
+        if len(parts) >= 3:
+            arrived[parts[-3]] = time.monotonic()
 
     connection = await aio_pika.connect(broker.URL)
     async with connection:
