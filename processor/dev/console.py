@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import queue
 import shutil
 import threading
@@ -29,12 +28,12 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import IO, TextIO
-from urllib.parse import urlsplit
 
 import aio_pika
 from prometheus_client.parser import text_string_to_metric_families
 
 from processor.broker import topology
+from processor.dev.launcher import fetch
 
 PRINT_EVERY = 10.0
 _MESSAGES = "zenoti_events_messages_total"
@@ -135,17 +134,7 @@ async def _depth(channel: aio_pika.abc.AbstractChannel, names: Iterable[str]) ->
 
 def scrape(url: str, timeout: float = 1.0) -> str:
     """The text at ``url`` ("" when it does not answer 200 within ``timeout``)."""
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port,
-                                            timeout=timeout)
-    try:
-        connection.request("GET", parts.path or "/")
-        answer = connection.getresponse()
-        return answer.read().decode() if answer.status == 200 else ""
-    except (OSError, http.client.HTTPException, UnicodeDecodeError):
-        return ""
-    finally:
-        connection.close()
+    return fetch(url, timeout) or ""
 
 
 def _samples(text: str) -> list[Sample]:

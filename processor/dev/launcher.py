@@ -72,14 +72,21 @@ def free_port() -> int:
 
 def answers(url: str, timeout: float = 1.0) -> bool:
     """``GET url`` is answered 200 (plain ``http.client``: no proxy, no log line per poll)."""
+    return fetch(url, timeout) is not None
+
+
+def fetch(url: str, timeout: float = 1.0) -> str | None:
+    """The text at ``url``, or ``None`` when it does not answer 200 within ``timeout``; the
+    connection is closed either way (a poll every 0.1 s must not pile up sockets)."""
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port,
                                             timeout=timeout)
     try:
         connection.request("GET", parts.path or "/")
-        return connection.getresponse().status == 200
-    except (OSError, http.client.HTTPException):
-        return False
+        answer = connection.getresponse()
+        return answer.read().decode() if answer.status == 200 else None
+    except (OSError, http.client.HTTPException, UnicodeDecodeError):
+        return None
     finally:
         connection.close()
 
