@@ -1,5 +1,6 @@
 """``zenoti-events sandbox`` and ``zenoti-events simulate``: options map one-to-one onto
-``SandboxConfig`` and ``SimulatorConfig``; ``--help`` shows their defaults."""
+``SandboxConfig`` and ``SimulatorConfig`` (but ``--zenoti-retries``, a preset, and its
+``--time-factor``); ``--help`` shows their defaults."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 from processor.dev.sandbox.config import SandboxConfig
 from processor.dev.sandbox.server import run_sandbox
 from processor.dev.simulator import SimulatorConfig, run_simulator
+from processor.errors import ConfigError
 from processor.settings import Settings
 
 
@@ -64,7 +66,24 @@ def add_simulate_parser(sub: Any) -> None:
                         help="the realistic day: most guests once, correlated bursts")
     parser.add_argument("--mix", default=d.mix,
                         help='with --day, shares of kinds: "freeze=0.4,guestpass=0.3,package=0.3"')
+    parser.add_argument("--zenoti-retries", action="store_true",
+                        help="Zenoti's own retry policy (replaces --max-resends): 10 s timeout, "
+                             "5 attempts 30 s..10 min apart, switched off after 20 failures")
+    parser.add_argument("--time-factor", type=float, default=1.0,
+                        help="with --zenoti-retries, divides its durations (10: 10x faster)")
     parser.set_defaults(command=_simulate)
+
+
+def simulator_config(args: argparse.Namespace) -> SimulatorConfig:
+    """The config ``simulate``'s parsed ``args`` describe; ``ConfigError`` for a time factor
+    without ``--zenoti-retries`` or out of range (the rest is checked when the run starts)."""
+    fields = _fields(args, SimulatorConfig)
+    if args.zenoti_retries:
+        del fields["max_resends"]  # the policy's, not the option's default
+        return SimulatorConfig.zenoti(time_factor=args.time_factor, **fields)
+    if args.time_factor != 1.0:
+        raise ConfigError("--time-factor needs --zenoti-retries")
+    return SimulatorConfig(**fields)
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -91,9 +110,9 @@ def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
-    report = asyncio.run(run_simulator(SimulatorConfig(**_fields(args, SimulatorConfig))))
+    report = asyncio.run(run_simulator(simulator_config(args)))
     print(json.dumps(report.as_json()), file=sys.stdout, flush=True)
-    return 0 if report.failed == 0 else 1
+    return 0 if report.failed == 0 and report.not_sent == 0 else 1
 
 
 def _fields(
