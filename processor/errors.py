@@ -13,6 +13,9 @@ The tree::
     │   ├── UnknownTenant           404: no tenant of that name is configured
     │   └── InvalidEnvelope         400: not JSON, not an object, or a required field is wrong
     ├── BrokerUnavailable           the broker did not confirm in time, nacked, or is away
+    │   └── SpoolUnavailable        ...and the ingress's spool cannot keep it either (a disk
+    │       │                       error): 503, as without a spool
+    │       └── SpoolFull           ...because the spool is at ``SPOOL_MAX_BYTES``
     └── HandlingError               raised while a worker handles a message; its type is its fate
         ├── PermanentError          dead letter: retrying cannot help
         │   ├── InvalidPayload      the message or its ``data`` fails validation
@@ -98,7 +101,23 @@ class InvalidEnvelope(DeliveryRejected):
 
 
 class BrokerUnavailable(ZenotiEventsError):
-    """The broker did not take a message: not connected, nacked, unroutable or timed out."""
+    """The broker did not take a message: not connected, nacked, unroutable or timed out.
+    ``outcome`` is how the ingress counts the 503 it answers."""
+
+    outcome: str = "broker_unavailable"
+
+
+class SpoolUnavailable(BrokerUnavailable):
+    """The broker did not take a delivery and the spool could not make it durable either
+    (a write or sync failed): the ingress answers 503, never 2xx for what is on no disk."""
+
+    outcome = "spool_unavailable"
+
+
+class SpoolFull(SpoolUnavailable):
+    """The spool holds ``SPOOL_MAX_BYTES`` already: 503 with ``Retry-After``."""
+
+    outcome = "spool_full"
 
 
 class HandlingError(ZenotiEventsError):

@@ -55,6 +55,34 @@ class Metrics:
             "zenoti_events_confirm_seconds", "Publish-to-broker-confirm latency at the ingress.",
             buckets=_FAST, registry=r,
         )
+        self.spool_entries = Gauge(
+            "zenoti_events_spool_entries",
+            "Deliveries in the ingress's spool, not yet confirmed by the broker.", registry=r,
+        )
+        self.spool_bytes = Gauge(
+            "zenoti_events_spool_bytes", "Bytes the ingress's spool holds on disk.", registry=r,
+        )
+        self.spool_limit_bytes = Gauge(
+            "zenoti_events_spool_limit_bytes",
+            "SPOOL_MAX_BYTES: past it the ingress answers 503.", registry=r,
+        )
+        self.spool_oldest_age = Gauge(
+            "zenoti_events_spool_oldest_age_seconds",
+            "Age of the oldest delivery in the spool; 0 when it is empty.", registry=r,
+        )
+        self.spool_writes = Counter(
+            "zenoti_events_spool_writes",
+            "Deliveries written to the spool (on disk, answered 202).", registry=r,
+        )
+        self.spool_forwards = Counter(
+            "zenoti_events_spool_forwards",
+            "Spooled deliveries forwarded to the broker (confirmed, then deleted).", registry=r,
+        )
+        self.spool_sync_seconds = Histogram(
+            "zenoti_events_spool_sync_seconds",
+            "Seconds per spool write batch, fdatasync included (one batch, many deliveries).",
+            buckets=_FAST, registry=r,
+        )
         self.late_confirm_watchers = Gauge(
             "zenoti_events_late_confirm_watchers",
             "Publishes answered as unconfirmed whose confirm is still awaited in the background "

@@ -7,6 +7,7 @@ Secrets are ``SecretStr`` so that they never render in logs, errors or reprs.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -80,6 +81,12 @@ class Settings(BaseSettings):
     late_confirm_max_watchers: int = Field(default=10_000, ge=0)
     late_confirm_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
     retry_after_seconds: int = 30
+    # The ingress's durable spool (processor.spool): where a delivery the broker does not
+    # confirm in time is kept, on disk, before the 202. None or "" = no spool (503 instead).
+    spool_dir: Path | None = None
+    spool_max_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024 * 1024)
+    spool_segment_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
+    spool_drain_seconds: float = Field(default=15.0, ge=0)  # forwarding at SIGTERM, at most
     ingress_drain_seconds: float = 2.0  # unready before closing, so balancers stop sending
     # Slow clients: a request's headers, then its body, must arrive within these (Zenoti itself
     # gives up after 10 s); at most this many connections at once; shutdown within the grace.
@@ -146,6 +153,11 @@ class Settings(BaseSettings):
                 f"headers is over broker_max_message_size ({self.broker_max_message_size}): "
                 "lower the body cap or raise the broker's max_message_size and this setting")
         return self
+
+    @field_validator("spool_dir", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("retry_tiers")
     @classmethod

@@ -34,6 +34,8 @@ from processor.metrics import Metrics
 from processor.serving import probes
 from processor.serving.httpserver import Server
 from processor.settings import Settings
+from processor.spool.forwarder import Forwarding
+from processor.spool.spool import Spool
 from processor.worker import plugins
 from processor.worker.consumer import Worker
 from processor.worker.dedupe import Deduplicator, make_deduplicator
@@ -52,13 +54,17 @@ class IngressProcess:
     accepted: Deduplicator
     metrics: Metrics
     log: FilteringBoundLogger
+    spool: Spool | None = None
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Serve deliveries until ``stop``; then turn unready, drain, and close. Raises the
-        ``ConfigError`` (a ``TopologyMismatch``) met at start-up or on a reconnection."""
+        ``ConfigError`` (a ``TopologyMismatch``, a spool directory in use) met at start-up
+        or on a reconnection. A spool left by an earlier process is forwarded first."""
         settings = self.settings
+        forwarding = Forwarding(self.spool, self.publisher, settings, self.log)
         try:
             await self.publisher.start()  # a TopologyMismatch met at once ends the process here
+            await forwarding.start()
             server = await probes.serve(
                 self.ingress.app(), settings.ingress_host, settings.ingress_port,
                 _ingress_limits(settings), self.metrics)
@@ -69,18 +75,22 @@ class IngressProcess:
         try:
             await self.publisher.until_stopped(stop)  # or a TopologyMismatch on a reconnection
         finally:
-            await self._drain(server)
+            await self._drain(server, forwarding)
 
     async def aclose(self) -> None:
-        """Close the publisher and the de-duplicator (``serve`` does, when it ends)."""
+        """Close the spool, the publisher and the de-duplicator (``serve`` does, when it
+        ends)."""
+        if self.spool is not None and self.spool.opened:
+            await self.spool.close()
         await self.publisher.close()
         await self.accepted.aclose()
 
-    async def _drain(self, server: Server) -> None:
+    async def _drain(self, server: Server, forwarding: Forwarding) -> None:
         self.ingress.draining = True  # /readyz answers 503 so load balancers stop sending
         self.log.info("ingress.draining", seconds=self.settings.ingress_drain_seconds)
         await asyncio.sleep(self.settings.ingress_drain_seconds)
         await server.cleanup()  # in-flight requests get ingress_shutdown_grace, no more
+        await forwarding.finish()  # what it cannot forward in spool_drain_seconds stays on disk
         await self.aclose()
         self.log.info("ingress.stopped")
 
@@ -132,11 +142,14 @@ def build_ingress(
     settings: Settings, *, bindings: Sequence[topology.Binding] | None = None,
     metrics: Metrics | None = None, log: FilteringBoundLogger | None = None,
     publisher: ConfirmedPublisher | None = None, accepted: Deduplicator | None = None,
+    spool: Spool | None = None,
 ) -> IngressProcess:
     """The ingress of ``settings``; ``ConfigError`` if a tenant has no webhook secret and
     ``allow_unsigned`` is not set. The publisher made here declares ``bindings`` (default:
     the installed handlers') on each connection; a given ``publisher`` declares what it was
-    made to. ``accepted`` remembers the deliveries accepted (default: Redis, else memory)."""
+    made to. ``accepted`` remembers the deliveries accepted (default: Redis, else memory).
+    ``spool`` keeps what the broker does not confirm (default: one in ``SPOOL_DIR`` if set;
+    it is opened, and its directory locked, when the process starts serving)."""
     log = log if log is not None else get_logger(component="ingress")
     metrics = metrics if metrics is not None else Metrics()
     check_signing(settings, log)
@@ -146,8 +159,11 @@ def build_ingress(
         publisher = _ingress_publisher(settings, bindings, metrics, log)
     if accepted is None:
         accepted = _deduplicator(settings, "ingress", log)
-    ingress = Ingress(settings, publisher, metrics, log, accepted)
-    return IngressProcess(settings, ingress, publisher, accepted, metrics, log)
+    if spool is None and settings.spool_dir is not None:
+        spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes,
+                      segment_bytes=settings.spool_segment_bytes, metrics=metrics, log=log)
+    ingress = Ingress(settings, publisher, metrics, log, accepted, spool)
+    return IngressProcess(settings, ingress, publisher, accepted, metrics, log, spool)
 
 
 def build_worker(

@@ -12,8 +12,12 @@ Per delivery (``POST|PUT|PATCH /webhooks/zenoti[/{tenant}]``):
    counts towards switching the webhook off. 400 naming the problem only for a tenant that
    accepts unsigned deliveries (``ALLOW_UNSIGNED``), where anyone could have sent it.
 5. the raw bytes published to ``zenoti.events`` (routing key = normalised event type), and
-   202 only after the broker's confirm; no confirm within ``confirm_timeout`` -> 503 with
-   ``Retry-After``, so Zenoti sends it again. Never a 2xx for an unconfirmed message.
+   202 only after the broker's confirm. With a spool (``SPOOL_DIR``): no confirm within
+   ``confirm_timeout`` (the broker away, blocked, or the connection lost) -> the delivery is
+   written to the spool and 202 once it is on disk; while the spool holds anything, every
+   delivery goes to it (behind the others, so order by arrival is kept) and the forwarder
+   publishes them. Without a spool, or with it full or failing -> 503 with ``Retry-After``,
+   so Zenoti sends it again. Never a 2xx for what is neither confirmed nor on disk.
 
 Keys are per tenant: the message id is ``<tenant>:<event key>`` (bounded to AMQP's 255 bytes,
 the original in the ``event_id`` header), and de-duplication remembers that id, so two
@@ -29,6 +33,7 @@ import json
 import time
 from datetime import UTC, datetime
 
+from aio_pika.abc import HeadersType
 from aiohttp import web
 from prometheus_client import Counter
 from structlog.typing import FilteringBoundLogger
@@ -52,6 +57,7 @@ from processor.message import MessageMeta, header_text, headers_of, scoped_key
 from processor.metrics import Metrics
 from processor.serving import probes
 from processor.settings import DEFAULT_TENANT, Settings, TenantSettings
+from processor.spool.spool import Spool, Spooled
 from processor.worker.dedupe import Deduplicator, MemoryDeduplicator
 from schemas.envelope import routing_key
 
@@ -65,6 +71,7 @@ class Ingress:
     def __init__(
         self, settings: Settings, publisher: ConfirmedPublisher, metrics: Metrics,
         log: FilteringBoundLogger, accepted: Deduplicator | None = None,
+        spool: Spool | None = None,
     ) -> None:
         self._settings = settings
         self._tenants: dict[str, TenantSettings] = settings.all_tenants()
@@ -74,6 +81,7 @@ class Ingress:
         self._accepted: Deduplicator = accepted or MemoryDeduplicator(
             settings.dedupe_window_seconds, settings.dedupe_memory_keys
         )
+        self._spool = spool
         self.draining = False
         self._counters: dict[tuple[str, str, int], Counter] = {}
 
@@ -86,8 +94,15 @@ class Ingress:
             for path in (WEBHOOK_PATH, WEBHOOK_PATH + "/{tenant}"):
                 app.router.add_route(method, path, self.deliver)
                 app.router.add_route(method, path + "/", self.deliver)
-        probes.add_routes(app, self._metrics, lambda: self._publisher.ready and not self.draining)
+        probes.add_routes(app, self._metrics, self.ready)
         return app
+
+    def ready(self) -> bool:
+        """What ``/readyz`` answers: able to make a delivery durable (a broker connection, or
+        a spool with room: Zenoti must keep sending while we spool) and not draining."""
+        spool = self._spool
+        durable = self._publisher.ready or (spool is not None and spool.accepting)
+        return durable and not self.draining
 
     async def deliver(self, request: web.Request) -> web.Response:
         """Answer one delivery (see the module docstring for the contract)."""
@@ -159,20 +174,13 @@ class Ingress:
         if await self._accepted.seen(message_id):
             self._count(tenant, "duplicate", 200)
             return _answer("duplicate", key, 200)
-        started = time.perf_counter()
-        await self._publisher.publish(
-            exchange, key_for_routing, body, message_id=message_id,
-            headers={**headers_of({
-                m.TENANT: tenant, m.EVENT_TYPE: header_text(event_type),
-                m.EVENT_ID: header_text(key), m.RECEIVED_AT: datetime.now(UTC).isoformat(),
-                m.DELIVERY_ID: header_text(delivery_id),
-            }), **(parked.to_headers() if parked else {})},
-            confirm_timeout=self._settings.confirm_timeout,
-            # Answered 503, but queued after all (a confirm late in a broker alarm): Zenoti's
-            # resend must then be a duplicate, not a second event.
-            on_late_confirm=lambda: self._accepted.remember(message_id),
-        )
-        self._metrics.confirm_seconds.observe(time.perf_counter() - started)
+        headers = {**headers_of({
+            m.TENANT: tenant, m.EVENT_TYPE: header_text(event_type),
+            m.EVENT_ID: header_text(key), m.RECEIVED_AT: datetime.now(UTC).isoformat(),
+            m.DELIVERY_ID: header_text(delivery_id),
+        }), **(parked.to_headers() if parked else {})}
+        if await self._send(exchange, key_for_routing, body, message_id, headers):
+            outcome = "spooled" if outcome == "accepted" else outcome
         await self._accepted.remember(message_id)
         self._count(tenant, outcome, 202)
         if problem:  # parked: say why, as a 4xx would have
@@ -180,6 +188,34 @@ class Ingress:
             return web.json_response({"status": outcome, "event_id": key, "reason": reason,
                                       "message": problem}, status=202)
         return _answer(outcome, key, 202)
+
+    async def _send(self, exchange: str, key_for_routing: str, body: bytes, message_id: str,
+                    headers: HeadersType) -> bool:
+        """Make the message durable: published and confirmed, or (with a spool) on disk.
+        True when spooled. While the spool holds anything, or with no connection, straight
+        to the spool; otherwise a direct publish, and the spool if it is not confirmed."""
+        spool = self._spool
+        if spool is not None and (not spool.empty or not self._publisher.ready):
+            await spool.append(Spooled(exchange, key_for_routing, message_id, headers, body,
+                                       time.time()))
+            return True
+        started = time.perf_counter()
+        try:
+            await self._publisher.publish(
+                exchange, key_for_routing, body, message_id=message_id, headers=headers,
+                confirm_timeout=self._settings.confirm_timeout,
+                # Answered 503 (or spooled), but queued after all (a confirm late in a broker
+                # alarm): Zenoti's resend must then be a duplicate, not a second event.
+                on_late_confirm=lambda: self._accepted.remember(message_id),
+            )
+        except BrokerUnavailable:
+            if spool is None:
+                raise
+            await spool.append(Spooled(exchange, key_for_routing, message_id, headers, body,
+                                       time.time()))
+            return True
+        self._metrics.confirm_seconds.observe(time.perf_counter() - started)
+        return False
 
     async def _refused(self, tenant: str, body: bytes, exc: PublishRefused) -> web.Response:
         """A message the broker would refuse for its properties (an id or type it cannot
@@ -225,11 +261,13 @@ class Ingress:
         return web.json_response({"error": exc.code, "message": exc.message}, status=exc.status)
 
     def _unavailable(self, exc: BrokerUnavailable, tenant: str) -> web.Response:
-        self._count(tenant, "broker_unavailable", 503)
-        self._log.warning("delivery.unavailable", tenant=tenant, detail=str(exc))
+        self._count(tenant, exc.outcome, 503)
+        # One line per tenant and cause a minute: in an outage every delivery is one.
+        logs.THROTTLE.warning(self._log, f"delivery.unavailable.{exc.outcome}", tenant=tenant,
+                              detail=str(exc))
         retry_after = str(self._settings.retry_after_seconds)
         return web.json_response(
-            {"error": "broker_unavailable", "message": f"{exc}; retry later"},
+            {"error": exc.outcome, "message": f"{exc}; retry later"},
             status=503, headers={"Retry-After": retry_after},
         )
 
