@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from processor.settings import Settings
 from tests.deploy.kustomize import build
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +38,11 @@ def rendered(name: str) -> list[Resource]:
     return copy.deepcopy(list(_rendered(name)))
 
 
+def workloads(resources: list[Resource]) -> dict[str, Resource]:
+    """The Deployments and StatefulSets (the ingress is one), by name."""
+    return {**of_kind(resources, "Deployment"), **of_kind(resources, "StatefulSet")}
+
+
 def of_kind(resources: list[Resource], kind: str) -> dict[str, Resource]:
     return {r["metadata"]["name"]: r for r in resources if r["kind"] == kind}
 
@@ -54,3 +60,21 @@ def require(tool: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+PREFIX = "ZENOTI_EVENTS_"
+
+
+def settings_from(environment: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The Settings a process builds from ``environment`` alone; every ZENOTI_EVENTS_ key in
+    it must name a setting (pydantic-settings ignores the others silently: a misspelt key
+    would be a setting quietly left at its default)."""
+    ours = {k: v for k, v in environment.items() if k.startswith(PREFIX)}
+    unknown = sorted(k for k in ours if k[len(PREFIX):].lower() not in Settings.model_fields)
+    assert not unknown, f"not settings (processor/settings.py): {unknown}"
+    for key in os.environ:
+        if key.startswith(PREFIX):
+            monkeypatch.delenv(key)
+    for key, value in ours.items():
+        monkeypatch.setenv(key, value)
+    return Settings()

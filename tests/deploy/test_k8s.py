@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -28,6 +27,8 @@ from tests.deploy.common import (
     of_kind,
     one,
     rendered,
+    settings_from,
+    workloads,
 )
 
 ALL = tuple(KUSTOMIZATIONS)
@@ -66,24 +67,6 @@ def key(resource: Resource) -> tuple[str, str, str, str]:
 def config(name: str) -> dict[str, str]:
     data: dict[str, str] = one(rendered(name), "ConfigMap", "zenoti-events")["data"]
     return data
-
-
-PREFIX = "ZENOTI_EVENTS_"
-
-
-def settings_from(environment: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """The Settings a process builds from ``environment`` alone; every ZENOTI_EVENTS_ key in
-    it must name a setting (pydantic-settings ignores the others silently: a misspelt key
-    would be a setting quietly left at its default)."""
-    ours = {k: v for k, v in environment.items() if k.startswith(PREFIX)}
-    unknown = sorted(k for k in ours if k[len(PREFIX):].lower() not in Settings.model_fields)
-    assert not unknown, f"not settings (processor/settings.py): {unknown}"
-    for key in os.environ:
-        if key.startswith(PREFIX):
-            monkeypatch.delenv(key)
-    for key, value in ours.items():
-        monkeypatch.setenv(key, value)
-    return Settings()
 
 
 # --- rendering -----------------------------------------------------------------------------
@@ -176,42 +159,120 @@ def test_the_crd_schemas_reject_a_mistake(kind: str, name: str, path: tuple[str,
 
 
 def test_a_misspelt_built_in_field_is_rejected_too() -> None:
-    deployment = one(rendered("prod"), "Deployment", "zenoti-events-ingress")
-    deployment["spec"]["template"]["spec"]["terminationGracePeriod"] = 30
+    statefulset = one(rendered("prod"), "StatefulSet", "zenoti-events-ingress")
+    statefulset["spec"]["volumeClaimTemplates"][0]["spec"]["accessMode"] = ["ReadWriteOnce"]
     with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(deployment, K8S_VERSIONS[0], strict=True)
+        kubernetes_validate.validate(statefulset, K8S_VERSIONS[0], strict=True)
 
 
 # --- the ingress ---------------------------------------------------------------------------
 
+def ingress(name: str) -> Resource:
+    """The ingress's StatefulSet."""
+    return one(rendered(name), "StatefulSet", "zenoti-events-ingress")
+
+
+def ingress_settings(name: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """What the ingress process reads: the ConfigMap, overridden by its container's values."""
+    (container,) = ingress(name)["spec"]["template"]["spec"]["containers"]
+    literal = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    return settings_from(config(name) | literal, monkeypatch)
+
+
 @pytest.mark.parametrize("name", ALL)
-def test_ingress_runs_two_or_more_ready_on_the_broker_replicas_under_a_pdb(name: str) -> None:
+def test_ingress_runs_two_or_more_ready_replicas_one_replaced_at_a_time_under_a_pdb(
+        name: str) -> None:
     resources = rendered(name)
-    deployment = one(resources, "Deployment", "zenoti-events-ingress")
-    pod = deployment["spec"]["template"]
+    assert "zenoti-events-ingress" not in of_kind(resources, "Deployment"), "a StatefulSet now"
+    spec = ingress(name)["spec"]
+    pod = spec["template"]
     (container,) = pod["spec"]["containers"]
     assert container["args"] == ["ingress"]
-    assert deployment["spec"]["replicas"] >= 2
-    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert spec["replicas"] >= 2
+    # No surge in a StatefulSet: one pod replaced at a time while the others take the traffic,
+    # the next only after the new one has stayed ready; scaled in parallel (interchangeable).
+    assert spec["updateStrategy"] == {"type": "RollingUpdate"}
+    assert spec["minReadySeconds"] > 0
+    assert spec["podManagementPolicy"] == "Parallel"
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["ports"] == [{"name": "http", "containerPort": int(
         config(name)["ZENOTI_EVENTS_INGRESS_PORT"])}]
     labels = pod["metadata"]["labels"]
+    assert spec["selector"]["matchLabels"].items() <= labels.items()
     pdb = one(resources, "PodDisruptionBudget", "zenoti-events-ingress")
     assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    assert pdb["spec"]["maxUnavailable"] < deployment["spec"]["replicas"]
+    assert pdb["spec"]["maxUnavailable"] < spec["replicas"]
     service = one(resources, "Service", "zenoti-events-ingress")
     assert service["spec"]["selector"].items() <= labels.items()
-    # SIGTERM: unready for the drain, then requests in flight get the shutdown grace (enough
-    # for a body still arriving and then its confirm), then the connections close: within
-    # terminationGracePeriodSeconds, with 5 s for closing (the comment in ingress.yaml).
-    settings = config(name)
-    drain = float(settings["ZENOTI_EVENTS_INGRESS_DRAIN_SECONDS"])
-    grace = float(settings["ZENOTI_EVENTS_INGRESS_SHUTDOWN_GRACE"])
-    assert grace >= (float(settings["ZENOTI_EVENTS_INGRESS_BODY_TIMEOUT"])
-                     + float(settings["ZENOTI_EVENTS_CONFIRM_TIMEOUT"]))
-    assert pod["spec"]["terminationGracePeriodSeconds"] >= drain + grace + 5
+    assert spec["serviceName"] == service["metadata"]["name"]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_ingress_stops_within_its_grace_period_spool_drain_included(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM: unready for the drain, then requests in flight get the shutdown grace (enough
+    for a body still arriving and then its confirm), then the forwarder publishes what it can
+    of the spool, then the connections close: within terminationGracePeriodSeconds, with 5 s
+    for closing (the comment in ingress.yaml)."""
+    settings = ingress_settings(name, monkeypatch)
+    assert settings.ingress_shutdown_grace >= (settings.ingress_body_timeout
+                                               + settings.confirm_timeout)
+    stop = (settings.ingress_drain_seconds + settings.ingress_shutdown_grace
+            + settings.spool_drain_seconds)
+    assert ingress(name)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= stop + 5
+
+
+SPOOL_DIR = "/var/spool/zenoti-events"
+GIB = 1024**3
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_each_ingress_pod_spools_to_its_own_volume_kept_after_a_scale_down(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = ingress(name)["spec"]
+    (claim,) = spec["volumeClaimTemplates"]
+    volume = claim["metadata"]["name"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    pod = spec["template"]["spec"]
+    assert volume not in {v["name"] for v in pod["volumes"]}, "one volume per pod, not shared"
+    (container,) = pod["containers"]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts[volume]["mountPath"] == SPOOL_DIR and not mounts[volume].get("readOnly")
+    settings = ingress_settings(name, monkeypatch)
+    assert str(settings.spool_dir) == SPOOL_DIR
+    # A volume may hold deliveries not yet forwarded: never deleted with its pod.
+    assert spec["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain",
+                                                             "whenScaled": "Retain"}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_spool_limit_is_at_most_half_its_volume(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rest is for the filesystem's own reserve and segments written or removed past the
+    limit (the comment in ingress.yaml)."""
+    (claim,) = ingress(name)["spec"]["volumeClaimTemplates"]
+    size = _mib(claim["spec"]["resources"]["requests"]["storage"]) * 1024**2
+    settings = ingress_settings(name, monkeypatch)
+    assert settings.spool_max_bytes == GIB  # as deploy/README.md states
+    assert 2 * settings.spool_max_bytes <= size
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_non_root_ingress_can_write_its_spool_volume(name: str) -> None:
+    context = ingress(name)["spec"]["template"]["spec"]["securityContext"]
+    assert context["runAsUser"] != 0 and context["fsGroup"] == context["runAsGroup"]
+    assert context["fsGroupChangePolicy"] == "OnRootMismatch"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_only_the_ingress_spools(name: str) -> None:
+    """The ConfigMap is shared with the workers: the spool's settings are the ingress's own."""
+    assert not [k for k in config(name) if k.startswith("ZENOTI_EVENTS_SPOOL_")]
+    for deployment in of_kind(rendered(name), "Deployment").values():
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            assert not [e for e in container.get("env", [])
+                        if e["name"].startswith("ZENOTI_EVENTS_SPOOL_")]
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -363,7 +424,7 @@ def test_rabbitmq_is_a_three_node_cluster_with_the_plugins_we_need(name: str) ->
 def test_our_processes_use_the_operators_connection_string_and_redis(name: str) -> None:
     resources = rendered(name)
     cluster = one(resources, "RabbitmqCluster", "zenoti-events-rabbitmq")
-    for deployment in of_kind(resources, "Deployment").values():
+    for deployment in workloads(resources).values():
         if deployment["metadata"]["name"] == "zenoti-events-redis":
             continue
         env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -450,7 +511,7 @@ def test_secrets_are_referenced_never_inlined(name: str) -> None:
     for ref in refs:
         assert ref["key"] in SECRETS.get(ref["name"], set()), f"undocumented secret {ref}"
     secret_like = re.compile(r"SECRET|KEY|PASS|TOKEN|AMQP_URL|REDIS_URL|TENANTS")
-    for deployment in of_kind(resources, "Deployment").values():
+    for deployment in workloads(resources).values():
         for container in deployment["spec"]["template"]["spec"]["containers"]:
             for env in container.get("env", []):
                 if secret_like.search(env["name"]):
@@ -463,8 +524,8 @@ def test_secrets_are_referenced_never_inlined(name: str) -> None:
 
 def test_the_ingress_never_holds_api_keys_and_workers_never_hold_webhook_secrets() -> None:
     resources = rendered("prod")
-    ingress = _secret_refs(one(resources, "Deployment", "zenoti-events-ingress"))
-    assert "zenoti-events-zenoti-api" not in {r["name"] for r in ingress}
+    refs = _secret_refs(one(resources, "StatefulSet", "zenoti-events-ingress"))
+    assert "zenoti-events-zenoti-api" not in {r["name"] for r in refs}
     for handler in HANDLERS:
         refs = _secret_refs(worker("prod", handler))
         assert "zenoti-events-webhooks" not in {r["name"] for r in refs}
@@ -474,7 +535,9 @@ def test_the_ingress_never_holds_api_keys_and_workers_never_hold_webhook_secrets
 
 @pytest.mark.parametrize("name", ALL)
 def test_every_pod_runs_non_root_read_only_without_capabilities(name: str) -> None:
-    for deployment in of_kind(rendered(name), "Deployment").values():
+    found = workloads(rendered(name))
+    assert "zenoti-events-ingress" in found
+    for deployment in found.values():
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -503,7 +566,7 @@ def test_only_the_ingress_is_reachable_from_outside(name: str) -> None:
     assert len(open_to_all) == 1
     policy_name, rule = open_to_all[0]
     policy = one(resources, "NetworkPolicy", policy_name)
-    ingress_pod = one(resources, "Deployment", "zenoti-events-ingress")["spec"]["template"]
+    ingress_pod = one(resources, "StatefulSet", "zenoti-events-ingress")["spec"]["template"]
     assert _selects(policy, ingress_pod["metadata"]["labels"])
     assert rule["ports"] == [{"port": 8080, "protocol": "TCP"}]
     for handler in HANDLERS:  # workers: only metrics, only from the monitoring namespace
