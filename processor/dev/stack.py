@@ -7,7 +7,9 @@ service, over ``launcher.Children`` (spawn, wait ready, stop; nothing left runni
 ``up`` lets a newcomer see events flow. First a broker and Redis (``processor/dev/backing.py``:
 the ones that answer, else private ones it starts; a broker it cannot have ends it with one
 line saying how to get one). Then the sandbox (a stand-in Zenoti API), the ingress, a worker
-and ``tap`` as children, and the simulator posts signed deliveries. The console shows the
+and ``tap`` as children, and the simulator posts signed deliveries. The ingress spools what the
+broker does not confirm (``SPOOL_DIR``, else ``spool_dir_for``: kept across runs, so what a
+killed ``up`` left is forwarded by the next). The console shows the
 enriched events and one summary line (``processor/dev/console.py``); the services' logs are
 kept apart (``--logs DIR``), quoted when a service fails. Demo credentials only; never use
 them for real.
@@ -92,6 +94,15 @@ class Stack(Children):
         return self.spawn("worker", *extra, env=env, ready=readyz(port) if wait else None)
 
 
+def spool_dir_for(port: int, environ: dict[str, str] | None = None) -> Path:
+    """``up``'s spool when ``SPOOL_DIR`` is unset: ``$XDG_STATE_HOME`` (else
+    ``~/.local/state``)``/zenoti-events/spool/ingress-<port>``. State, not cache: it holds
+    deliveries answered 202. One per port, as two ``up``s on a machine need two ports."""
+    env = os.environ if environ is None else environ
+    state = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return state / "zenoti-events" / "spool" / f"ingress-{port}"
+
+
 def add_parser(sub: Any) -> None:
     parser = sub.add_parser("up", help="run sandbox, ingress, worker, tap and the simulator")
     parser.add_argument("--rate", type=float, default=2.0, help="deliveries per second")
@@ -151,7 +162,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                 worker_port=args.worker_port, output="capture", log_dir=args.logs,
                 log_format=os.environ.get("ZENOTI_EVENTS_LOG_FORMAT", "json"),
                 # None found: "" turns Redis off, rather than a dead URL from the environment
-                settings={"ZENOTI_EVENTS_REDIS_URL": redis or ""}))
+                settings={"ZENOTI_EVENTS_REDIS_URL": redis or "",
+                          "ZENOTI_EVENTS_SPOOL_DIR": str(settings.spool_dir
+                                                         or spool_dir_for(args.ingress_port))}))
             simulator = _start(args, stack, started, console, settings)
             return _watch(args.seconds, stack, simulator, console)
         except Stopped as stop:

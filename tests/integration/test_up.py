@@ -94,6 +94,7 @@ class Up:
 def up(rabbitmq_server: None, tmp_path: Path) -> Iterator[Up]:
     marker = uuid.uuid4().hex
     env = {**os.environ, "ZENOTI_UP_TEST_MARKER": marker, "TMPDIR": str(tmp_path),
+           "XDG_STATE_HOME": str(tmp_path / "state"),
            "ZENOTI_EVENTS_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{free_port()}/",
            "ZENOTI_EVENTS_LOG_FORMAT": "json"}
     argv = [sys.executable, "-m", "processor.cli", "up", "--count", "5", "--seconds", "20",
@@ -146,6 +147,10 @@ def test_up_shows_the_enriched_events_and_one_summary_line_not_the_logs(up: Up) 
               and not SUMMARY.match(line) and not line.startswith("zenoti-events up: ")]
     assert not others, f"not an event, the summary or up's own word: {others}"
     assert not stderr, f"the services' logs are kept apart: {stderr[-3000:]}"
+    # The ingress spooled nothing (the broker confirmed all), in the spool kept across runs.
+    (spool,) = (up.tmp / "state" / "zenoti-events" / "spool").iterdir()
+    assert spool.name.startswith("ingress-") and (spool / "LOCK").exists()
+    assert not list(spool.glob("*.seg")), "an empty spool holds no segment"
 
 
 @pytest.mark.parametrize(("moment", "after"), [
