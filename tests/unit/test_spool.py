@@ -214,3 +214,21 @@ async def test_the_oldest_age_is_exported_and_zero_when_empty(tmp_path: Path) ->
 
 def test_positions_order_by_segment_then_offset() -> None:
     assert Position(1, 900) < Position(2, 0) < Position(2, 1)
+
+
+def test_an_empty_spool_dir_setting_means_no_spool(monkeypatch: pytest.MonkeyPatch) -> None:
+    from processor.settings import Settings
+
+    monkeypatch.setenv("ZENOTI_EVENTS_SPOOL_DIR", "")
+    assert Settings().spool_dir is None
+    monkeypatch.setenv("ZENOTI_EVENTS_SPOOL_DIR", "/var/spool/zenoti-events")
+    assert Settings().spool_dir == Path("/var/spool/zenoti-events")
+
+
+def test_up_keeps_its_spool_in_the_state_directory_one_per_ingress_port() -> None:
+    from processor.dev.stack import spool_dir_for
+
+    assert spool_dir_for(8080, {"XDG_STATE_HOME": "/s"}) == Path(
+        "/s/zenoti-events/spool/ingress-8080")
+    assert spool_dir_for(8081, {}).parts[-5:] == (
+        ".local", "state", "zenoti-events", "spool", "ingress-8081")
