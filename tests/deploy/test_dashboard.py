@@ -66,7 +66,13 @@ def test_the_dashboard_shows_what_the_issue_asks_for() -> None:
                    "zenoti_events_ingress_connections_refused_total",
                    "sum by (kind, result) (rate(zenoti_events_snapshot_lookups_total",
                    "zenoti_events_snapshot_pages_total", "redis_evicted_keys_total",
-                   "redis_memory_max_bytes"):
+                   "redis_memory_max_bytes",
+                   # the ingress's spool, per pod
+                   "sum by (instance) (zenoti_events_spool_entries)",
+                   "zenoti_events_spool_bytes", "zenoti_events_spool_limit_bytes",
+                   "zenoti_events_spool_oldest_age_seconds",
+                   "zenoti_events_spool_writes_total", "zenoti_events_spool_forwards_total",
+                   "zenoti_events_spool_sync_seconds_bucket"):
         assert needle in text, needle
 
 
