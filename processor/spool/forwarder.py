@@ -4,9 +4,10 @@ Each spooled record is published exactly as the ingress would have published it 
 routing key, message id, headers, body), ``window`` at a time on the publisher's confirm
 channel, and the longest confirmed prefix is then deleted from the spool. When the broker
 does not take one (away, blocked, a nack), the forwarder waits (``backoff``, doubling up to
-``max_delay``) and starts again from the oldest record not deleted; what was confirmed after
-it is published a second time: a duplicate with the same message id, which the workers'
-de-duplication on that id absorbs (counted, never a loss).
+``max_delay``) and starts again from the oldest record not deleted, one record at a time until
+one is confirmed; what the broker took without confirming in time is published a second time: a
+duplicate with the same message id, which the workers' de-duplication on that id absorbs
+(counted, never a loss).
 
 A record the broker refuses for itself (``PublishRefused``: over its size limit, say) cannot
 block the records behind it: it is parked in ``zenoti.unrouted`` with reason
@@ -82,11 +83,14 @@ class Forwarder:
         return self._spool.empty
 
     async def forward_batch(self) -> bool:
-        """Forward the oldest records, a window at a time; True if any was confirmed."""
+        """Forward the oldest records, a window at a time; True if any was confirmed. After a
+        failed pass the window is one record until one is confirmed: a blocked broker may
+        queue every publish it was sent and confirm none, and each resent window would be that
+        many duplicates."""
         records = await self._spool.batch()
-        progressed = False
-        for start in range(0, len(records), self._window):
-            window = records[start:start + self._window]
+        progressed, start = False, 0
+        while start < len(records):
+            window = records[start:start + (1 if self.failures else self._window)]
             confirmed = await self._publish_prefix(window)
             if confirmed:
                 upto, last = window[confirmed - 1]
@@ -95,7 +99,8 @@ class Forwarder:
             if confirmed < len(window):
                 self.failures += 1
                 return progressed
-        self.failures = 0
+            self.failures = 0
+            start += len(window)
         return progressed
 
     async def _publish_prefix(self, window: Sequence[tuple[Position, Spooled]]) -> int:
