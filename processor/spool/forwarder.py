@@ -27,7 +27,7 @@ from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
-from processor.broker.publisher import ConfirmedPublisher
+from processor.broker.protocols import Publisher
 from processor.broker.topology import UNROUTED
 from processor.errors import BrokerUnavailable, PublishRefused
 from processor.message import MessageMeta
@@ -40,7 +40,7 @@ _WINDOW = 128  # records in flight at once: enough to fill a confirm round trip
 class Forwarder:
     """Drains one ``Spool`` through one publisher (see the module for the contract)."""
 
-    def __init__(self, spool: Spool, publisher: ConfirmedPublisher, *, confirm_timeout: float,
+    def __init__(self, spool: Spool, publisher: Publisher, *, confirm_timeout: float,
                  log: FilteringBoundLogger, backoff: float = 0.2, max_delay: float = 5.0,
                  window: int = _WINDOW) -> None:
         self._spool = spool
@@ -147,7 +147,7 @@ class Forwarding:
     """The forwarder of an ingress with a spool, as a task: opened at start, drained at stop.
     Without a spool, nothing."""
 
-    def __init__(self, spool: Spool | None, publisher: ConfirmedPublisher, settings: Settings,
+    def __init__(self, spool: Spool | None, publisher: Publisher, settings: Settings,
                  log: FilteringBoundLogger) -> None:
         self._spool = spool
         self._settings = settings
