@@ -103,7 +103,10 @@ class MessageMeta(NamedTuple):
             TENANT: self.tenant, EVENT_TYPE: self.event_type, EVENT_ID: self.event_id,
             DELIVERY_ID: self.delivery_id, RECEIVED_AT: self.received_at,
             ATTEMPT: self.attempt if self.attempt != 1 else None,
-            FIRST_FAILURE: self.first_failure_at, REASON: self.reason, ERROR: self.error,
+            # An error can quote its input at any length: bounded, as a header that does not
+            # fit one AMQP frame makes the broker close the connection.
+            FIRST_FAILURE: self.first_failure_at, REASON: self.reason,
+            ERROR: header_text(self.error),
             PARKED_BY: self.parked_by, DEAD_AT: self.dead_at,
         }
         return headers_of(values)

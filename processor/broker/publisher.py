@@ -6,11 +6,12 @@ one of two exceptions, which callers treat differently:
 - ``BrokerUnavailable``: a nack, an unroutable return, no confirm in time, the broker away.
   The same message may be taken later: the ingress answers 503, the worker retries.
 - ``PublishRefused``: the message itself cannot be published (a property over AMQP's 255
-  bytes, a header name over 128, a body over the broker's ``max_message_size``, a value AMQP
-  cannot encode, or the broker closing the channel over this message). Sending it again cannot
-  help. These are checked before sending whenever possible, because the broker answers them by
-  closing the channel every other publish shares; when it does close it, the channel is
-  reopened at once and publishes meanwhile wait for it (briefly, within their budget).
+  bytes, a header name over 128, headers over one frame, a body over the broker's
+  ``max_message_size``, a value AMQP cannot encode, or the broker closing the channel over
+  this message). Sending it again cannot help. These are checked before sending whenever
+  possible, because the broker answers them by closing the channel every other publish
+  shares; when it does close it, the channel is reopened at once and publishes meanwhile wait
+  for it (briefly, within their budget).
 
 It never waits for a reconnection: callers decide their own retry. A ``ConfigError`` met while
 connecting (a ``TopologyMismatch`` from ``on_connect``) stops the publisher for good: ``start``
@@ -57,6 +58,9 @@ _PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 _CLOSE_WITHIN = 5.0
 _SHORT_STRING = 255  # bytes of an AMQP shortstr: names, message_id, content_type
 _HEADER_NAME = 128  # bytes of a field-table key; pamqp silently truncates longer ones
+# Properties travel in one frame (RabbitMQ's frame_max: 128 KiB by default); a larger one makes
+# the broker close the connection (FRAME_ERROR), every publish on it lost with it.
+_HEADER_BYTES = 96 * 1024
 _CHANNEL_REOPEN_WAIT = 1.0
 # Memory a late-confirm watcher holds besides its body (measured: about 7 KiB with the
 # ingress's headers), counted against late_confirm_max_bytes.
@@ -186,9 +190,19 @@ class ConfirmedPublisher:
             if len(value) > _SHORT_STRING // 4 and len(value.encode()) > _SHORT_STRING:
                 raise PublishRefused(f"{what} of {len(value.encode())} bytes is over AMQP's "
                                      f"{_SHORT_STRING}: {value[:40]!r}...")
-        for name in headers or ():
+        size = 0
+        for name, field in (headers or {}).items():
             if len(name.encode()) > _HEADER_NAME:
                 raise PublishRefused(f"header name over {_HEADER_NAME} bytes: {name[:40]!r}...")
+            # At most 4 bytes a character: the exact count only when this bound may be over.
+            size += len(name) + (4 * len(field) if isinstance(field, str) else
+                                 len(field) if isinstance(field, bytes) else 16) + 8
+        if size > _HEADER_BYTES:
+            size = sum(len(k.encode()) + len(str(v).encode()) + 8
+                       for k, v in (headers or {}).items())
+            if size > _HEADER_BYTES:
+                raise PublishRefused(f"headers of about {size} bytes are over the "
+                                     f"{_HEADER_BYTES} that fit one AMQP frame")
         if len(body) > self._max_body:
             raise PublishRefused(
                 f"a body of {len(body)} bytes is over the broker's max_message_size less "

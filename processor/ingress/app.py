@@ -154,11 +154,12 @@ class Ingress:
     async def _park(self, tenant: str, body: bytes, problem: InvalidEnvelope) -> web.Response:
         """Keep a signed body that is not the envelope in ``zenoti.unrouted``, with why."""
         key, event_type = _loose_identity(body)
+        said = problem.message[:300]  # it may quote the body at any length
         self._log.info("delivery.parked", tenant=tenant, reason="invalid_envelope",
-                       detail=problem.message)
+                       detail=said)
         return await self._publish(
             tenant, key, body, routing_key(event_type or "invalid"), exchange=UNROUTED,
-            event_type=event_type, outcome="parked", problem=problem.message,
+            event_type=event_type, outcome="parked", problem=said,
             parked=MessageMeta(reason="invalid_envelope", error=problem.message,
                                dead_at=datetime.now(UTC)),
         )

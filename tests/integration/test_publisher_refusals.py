@@ -113,3 +113,13 @@ async def test_a_nack_or_return_is_still_broker_unavailable(
 ) -> None:
     with pytest.raises(BrokerUnavailable):
         await publisher.publish("", "no.such.queue", b"{}", message_id="m")
+
+
+@pytest.mark.parametrize("value", ["x" * 200_000, "é" * 60_000])
+async def test_headers_over_one_frame_are_refused_and_the_connection_keeps_serving(
+    publisher: ConfirmedPublisher, broker: Broker, value: str,
+) -> None:
+    with pytest.raises(PublishRefused, match="fit one AMQP frame"):
+        await publish(publisher, headers={"x-zenoti-error": value})
+    await publish(publisher, b"after", message_id="ok", headers={"x-zenoti-error": "x" * 4000})
+    assert [m.body for m in await drain(broker.url, QUEUE, 1)] == [b"after"]

@@ -158,13 +158,31 @@ async def test_a_full_spool_answers_503_with_retry_after_naming_it(
     settings = _spooling(declared, tmp_path, spool_max_bytes=1024 * 1024,
                          max_body_bytes=64 * 1024)
     async for client in _serving(settings, Metrics()):
-        statuses = []
+        statuses: list[tuple[int, str]] = []
         for n in range(40):
             body = json.dumps({**FREEZE, "event_id": f"big{n}", "pad": "x" * 60_000}).encode()
             answer = await client.post("/webhooks/zenoti", data=body, headers=signed(body))
-            statuses.append(answer.status)
+            statuses.append((answer.status, (await answer.json()).get("status", "")))
             if answer.status == 503:
                 assert answer.headers["Retry-After"] == "30"
                 assert (await answer.json())["error"] == "spool_full"
                 break
-        assert statuses[-1] == 503 and set(statuses[:-1]) == {202}
+        assert statuses[-1][0] == 503, statuses
+        assert set(statuses[:-1]) == {(202, "spooled")}, statuses
+
+
+async def test_a_park_reason_quoting_a_huge_body_is_bounded_and_blocks_nothing(
+    declared: Broker, tmp_path: Path,
+) -> None:
+    """A signed body whose problem quotes 200 KB of it: parked with a bounded error header
+    (a header over one frame would make the broker drop the connection at every try)."""
+    bad = json.dumps({"event_type": "x", "data": {}, "event_timestamp": "A" * 200_000})
+    async for client in _serving(_spooling(declared, tmp_path, max_body_bytes=1024 * 1024),
+                                 Metrics()):
+        answer = await client.post("/webhooks/zenoti", data=bad, headers=signed(bad.encode()))
+        assert (answer.status, (await answer.json())["status"]) == (202, "parked")
+        body = _delivery(1)
+        answer = await client.post("/webhooks/zenoti", data=body, headers=signed(body))
+        assert (await answer.json())["status"] == "accepted"
+    [parked] = await drain(declared.url, topology.UNROUTED, 1)
+    assert len(str(parked.headers["x-zenoti-error"])) <= 1100
