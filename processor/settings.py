@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     spool_max_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024 * 1024)
     spool_segment_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
     spool_drain_seconds: float = Field(default=15.0, ge=0)  # forwarding at SIGTERM, at most
+    # A spool write not on disk within this is answered 503: with CONFIRM_TIMEOUT before it,
+    # every answer comes within Zenoti's 10 s.
+    spool_write_timeout: float = Field(default=3.0, gt=0)
     ingress_drain_seconds: float = 2.0  # unready before closing, so balancers stop sending
     # Slow clients: a request's headers, then its body, must arrive within these (Zenoti itself
     # gives up after 10 s); at most this many connections at once; shutdown within the grace.

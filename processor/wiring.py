@@ -161,7 +161,8 @@ def build_ingress(
         accepted = _deduplicator(settings, "ingress", log)
     if spool is None and settings.spool_dir is not None:
         spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes,
-                      segment_bytes=settings.spool_segment_bytes, metrics=metrics, log=log)
+                      segment_bytes=settings.spool_segment_bytes, metrics=metrics, log=log,
+                      write_timeout=settings.spool_write_timeout)
     ingress = Ingress(settings, publisher, metrics, log, accepted, spool)
     return IngressProcess(settings, ingress, publisher, accepted, metrics, log, spool)
 

@@ -84,6 +84,12 @@ class Ingress:
         self._spool = spool
         self.draining = False
         self._counters: dict[tuple[str, str, int], Counter] = {}
+        # The 503s of a failing spool are what alerts watch: their children exist from the
+        # start, so the first burst is an increase, not a series appearing.
+        outcomes = [("spooled", 202), ("spool_full", 503), ("spool_unavailable", 503)]
+        for tenant in self._tenants if spool is not None else ():
+            for outcome, status in outcomes:
+                self._child(tenant, outcome, status)
 
     def app(self) -> web.Application:
         """The aiohttp application with the webhook and probe routes."""
@@ -101,6 +107,8 @@ class Ingress:
         """What ``/readyz`` answers: able to make a delivery durable (a broker connection, or
         a spool with room: Zenoti must keep sending while we spool) and not draining."""
         spool = self._spool
+        if spool is not None and not spool.empty:  # spooling: every delivery goes to disk
+            return spool.accepting and not self.draining
         durable = self._publisher.ready or (spool is not None and spool.accepting)
         return durable and not self.draining
 
@@ -275,11 +283,13 @@ class Ingress:
     def _count(self, tenant: str, outcome: str, status: int) -> None:
         # labels() costs a few microseconds a call; the children are few (tenants x outcomes).
         child = self._counters.get((tenant, outcome, status))
-        if child is None:
-            child = self._metrics.deliveries.labels(tenant=tenant, outcome=outcome,
-                                                    status=str(status))
-            self._counters[(tenant, outcome, status)] = child
-        child.inc()
+        (child or self._child(tenant, outcome, status)).inc()
+
+    def _child(self, tenant: str, outcome: str, status: int) -> Counter:
+        child = self._metrics.deliveries.labels(tenant=tenant, outcome=outcome,
+                                                status=str(status))
+        self._counters[(tenant, outcome, status)] = child
+        return child
 
 
 def _shown(name: str) -> str:

@@ -21,16 +21,18 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import time
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
+from processor import logs
 from processor.broker.protocols import Publisher
-from processor.broker.topology import UNROUTED
+from processor.broker.topology import EVENTS, UNROUTED
 from processor.errors import BrokerUnavailable, PublishRefused
-from processor.message import MessageMeta
+from processor.message import TENANT, MessageMeta
 from processor.settings import Settings
 from processor.spool.spool import Position, Spool, Spooled
 
@@ -53,14 +55,16 @@ class Forwarder:
         self.failures = 0  # passes in a row that forwarded nothing
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Forward until ``stop``: whenever the spool holds records, and after each write."""
+        """Forward until ``stop``: whenever the spool holds records, and after each write. An
+        unexpected error (a disk error moving the cursor, say) is logged and retried after
+        the backoff: this task must outlive anything one pass meets."""
         delay = self._backoff
         while not stop.is_set():
             if self._spool.empty:
                 self._spool.written.clear()
                 await _first(stop.wait(), self._spool.written.wait())
                 continue
-            if await self.forward_batch():
+            if await self._pass():
                 delay = self._backoff
                 continue
             with contextlib.suppress(TimeoutError):
@@ -70,17 +74,26 @@ class Forwarder:
     async def drain(self, within: float) -> bool:
         """Forward what can be forwarded in ``within`` seconds (at SIGTERM); True if the
         spool is empty at the end. What is left stays on disk for the next start."""
-        try:
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(within):
                 while not self._spool.empty:
-                    if not await self.forward_batch():
+                    if not await self._pass():
                         await asyncio.sleep(self._backoff)
-        except TimeoutError:
-            pass
         if not self._spool.empty:
             self._log.warning("spool.left_on_disk", entries=self._spool.entries,
                               bytes=self._spool.bytes, seconds=within)
         return self._spool.empty
+
+    async def _pass(self) -> bool:
+        """``forward_batch``, with an unexpected error logged (once per error in a row) and
+        counted as a pass that forwarded nothing."""
+        try:
+            return await self.forward_batch()
+        except Exception as exc:
+            self.failures += 1
+            logs.THROTTLE.warning(self._log, "spool.forward_failed", error=repr(exc)[:300],
+                                entries=self._spool.entries)
+            return False
 
     async def forward_batch(self) -> bool:
         """Forward the oldest records, a window at a time; True if any was confirmed. After a
@@ -118,6 +131,12 @@ class Forwarder:
         return len(window)
 
     async def _publish(self, record: Spooled) -> None:
+        if not _trusted(record):
+            kept = await asyncio.to_thread(_keep_refused, self._spool, record)
+            self._log.error("spool.record_rejected", message_id=record.message_id[:100],
+                            exchange=record.exchange[:100], file=kept,
+                            detail="not a record this ingress writes: kept, not published")
+            return
         try:
             await self._publisher.publish(
                 record.exchange, record.routing_key, record.body, message_id=record.message_id,
@@ -151,6 +170,7 @@ class Forwarding:
                  log: FilteringBoundLogger) -> None:
         self._spool = spool
         self._settings = settings
+        self._log = log
         self._forwarder = None if spool is None else Forwarder(
             spool, publisher, confirm_timeout=settings.confirm_timeout, log=log,
             max_delay=settings.reconnect_max_delay)
@@ -164,24 +184,50 @@ class Forwarding:
         self._task = asyncio.create_task(self._forwarder.run(self._stop), name="forwarder")
 
     async def finish(self) -> None:
+        """Stop forwarding in the background, then forward what can be in the rest of
+        ``SPOOL_DRAIN_SECONDS`` (the whole of it bounds both); what is left stays on disk."""
         if self._task is None or self._forwarder is None:
             return
+        budget = self._settings.spool_drain_seconds
+        started = time.monotonic()
         self._stop.set()
-        # A pass under way ends within one confirm timeout; past that it is cut short.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._task, self._settings.confirm_timeout + 1.0)
-        await self._forwarder.drain(self._settings.spool_drain_seconds)
+        try:  # a pass under way ends within one confirm timeout; past the budget, cut short
+            await asyncio.wait_for(self._task, min(self._settings.confirm_timeout + 1, budget))
+        except Exception as exc:  # the stop goes on whatever the task met
+            if not isinstance(exc, TimeoutError):
+                self._log.error("spool.forwarder_ended", error=repr(exc)[:300])
+        await self._forwarder.drain(max(0.0, budget - (time.monotonic() - started)))
+
+
+def _trusted(record: Spooled) -> bool:
+    """Whether ``record`` is one this ingress writes: to ``zenoti.events`` or
+    ``zenoti.unrouted``, under its own tenant's id. A record written by anything else into
+    the directory (its volume mounted elsewhere, say) is never published with our rights."""
+    tenant = record.headers.get(TENANT)
+    return (record.exchange in (EVENTS, UNROUTED) and isinstance(tenant, str)
+            and record.message_id.startswith(tenant + ":"))
 
 
 def _keep_refused(spool: Spool, record: Spooled) -> str:
-    """Write a refused record's frame under ``refused/``, synced; its file name."""
+    """Write a record that cannot be published under ``refused/`` (0600, synced, never
+    through a link); its file name. A second copy of the same message id is not written."""
     folder = spool.directory / "refused"
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(mode=0o700, exist_ok=True)
     name = hashlib.sha256(record.message_id.encode()).hexdigest()[:32] + ".rec"
-    with open(folder / name, "wb") as file:
-        file.write(record.encode())
-        file.flush()
-        os.fsync(file.fileno())
+    try:
+        fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return name
+    try:
+        os.write(fd, record.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    directory = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
     return name
 
 

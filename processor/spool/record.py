@@ -56,13 +56,35 @@ def read_frames(data: bytes, start: int = 0) -> Iterator[tuple[int, bytes]]:
     """``(end offset, payload)`` of each whole, intact frame in ``data`` from ``start``, in
     order; stops at the first frame that is short, of another magic, or fails its CRC."""
     offset = start
+    while (payload := _frame_at(data, offset)) is not None:
+        offset += FRAME_BYTES + len(payload)
+        yield offset, payload
+
+
+def scan_frames(data: bytes, start: int = 0) -> Iterator[tuple[int, int, bytes]]:
+    """``(start, end, payload)`` of every intact frame in ``data`` from ``start``, skipping
+    what is not one (a damaged frame) to the next magic that begins an intact frame: how a
+    damaged segment's readable records are found. A false start would need a CRC to match."""
+    offset = start
     while offset + FRAME_BYTES <= len(data):
-        magic, size, crc = _FRAME.unpack_from(data, offset)
-        end = offset + FRAME_BYTES + size
-        if magic != MAGIC or end > len(data):
-            return
-        payload = data[offset + FRAME_BYTES:end]
-        if zlib.crc32(payload) != crc:
-            return
-        yield end, payload
+        payload = _frame_at(data, offset)
+        if payload is None:
+            offset = data.find(MAGIC, offset + 1)
+            if offset < 0:
+                return
+            continue
+        end = offset + FRAME_BYTES + len(payload)
+        yield offset, end, payload
         offset = end
+
+
+def _frame_at(data: bytes, offset: int) -> bytes | None:
+    """The payload of the intact frame at ``offset``, else ``None``."""
+    if offset + FRAME_BYTES > len(data):
+        return None
+    magic, size, crc = _FRAME.unpack_from(data, offset)
+    end = offset + FRAME_BYTES + size
+    if magic != MAGIC or end > len(data):
+        return None
+    payload = data[offset + FRAME_BYTES:end]
+    return payload if zlib.crc32(payload) == crc else None

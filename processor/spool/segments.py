@@ -18,19 +18,21 @@ Blocking calls, made from threads by ``Spool``. The contract:
   The cursor file is replaced atomically but not synced: after a power cut the cursor may be
   older, and records forwarded already are forwarded again, as duplicates with the same
   message id (never a loss).
-- ``open`` recovers: the records from the cursor on are counted; the last segment's torn
-  tail (a crash mid-write) is cut off; an unreadable record before the last segment (a disk
-  fault) is reported and its file renamed ``*.corrupt`` for an operator, never deleted.
+- ``open`` recovers: the records from the cursor on are counted, and a segment holding bytes
+  that are not records is repaired first (``repair``: a torn last write cut off, damage
+  rewritten around, the original kept). Never a silent loss of an acknowledged record.
+- Files are made ``0600`` in a ``0700`` directory: they hold the deliveries' bodies.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from processor.errors import ConfigError
+from processor.spool import repair
 from processor.spool.record import FRAME_BYTES, Spooled, read_frames
 
 _SUFFIX = ".seg"
@@ -47,13 +49,13 @@ class Position:
 
 @dataclass
 class Recovered:
-    """What ``open`` found: records left to forward, bytes on disk, the oldest record's time,
-    and the problems it reported (corrupt segments set aside)."""
+    """What a scan found: records left to forward, bytes on disk, the oldest record's time,
+    and what it had to say (bytes cut or set aside), one line each."""
 
-    entries: int
-    bytes: int
-    oldest: float | None
-    problems: list[str]
+    entries: int = 0
+    bytes: int = 0
+    oldest: float | None = None
+    problems: list[str] = field(default_factory=list)
 
 
 class SegmentLog:
@@ -69,23 +71,29 @@ class SegmentLog:
 
     def open(self) -> Recovered:
         """Take the lock and recover (``ConfigError`` if another process holds it)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock()
+        return self.scan()
+
+    def scan(self) -> Recovered:
+        """Count what is left to forward, repairing what is damaged (see the module)."""
+        self._close_segment()
         self.cursor = self._read_cursor()
-        self.end = Position(self.cursor.segment, self.cursor.offset)
-        found = Recovered(0, 0, None, [])
+        self.end = self.cursor
+        found = Recovered()
         for number in self._segments():
             if number < self.cursor.segment:
                 self._path(number).unlink()
                 continue
-            start = self.cursor.offset if number == self.cursor.segment else 0
-            count, first, end, length = self._scan(number, start)
+            start = 0
+            if number == self.cursor.segment:
+                start = min(self.cursor.offset, self._path(number).stat().st_size)
+                if start != self.cursor.offset:  # a cursor past the data: at its end
+                    self._write_cursor(Position(number, start))
+            count, first, end = self._count(number, start, found.problems)
             found.entries, found.bytes = found.entries + count, found.bytes + end
             found.oldest = found.oldest if found.oldest is not None else first
-            if end < length:
-                found.problems.extend(self._cut(number, end, length))
             self.end = Position(number, end)
-        self.cursor = min(self.cursor, self.end)  # a cursor past what is on disk
         return found
 
     def append(self, frames: list[bytes]) -> None:
@@ -124,40 +132,37 @@ class SegmentLog:
                 for end, payload in read_frames(data)]
 
     def after(self, position: Position) -> Position | None:
-        """The start of the segment after ``position``'s, if ``position`` is at the end of
-        a finished segment; a segment with unreadable bytes left is set aside (renamed
-        ``*.corrupt``, reported by the ``OSError`` raised)."""
+        """The start of the next segment when ``position`` is at the end of a finished one;
+        ``None`` at the end of the spool. Raises ``DamageFound`` when bytes are left that are
+        not records (damaged since ``open``): the caller ``scan``s again, which repairs."""
         if position.segment >= self.end.segment:
             return None
         path = self._path(position.segment)
         if path.exists() and path.stat().st_size > position.offset:
-            path.rename(path.with_suffix(".corrupt"))
-            raise OSError(f"{path.name}: unreadable after offset {position.offset}; "
-                          "set aside as .corrupt")
+            raise DamageFound(f"{path.name}: unreadable after offset {position.offset}")
         later = [n for n in self._segments() if n > position.segment]
         return Position(min(later), 0) if later else None
 
     def commit(self, cursor: Position) -> int:
-        """Move the cursor to ``cursor``, delete the segments before it; the bytes freed."""
+        """Move the cursor to ``cursor`` and delete the segments before it; the bytes freed."""
+        self._write_cursor(cursor)
         freed = 0
         for number in self._segments():
             if number < cursor.segment:
                 freed += self._path(number).stat().st_size
                 self._path(number).unlink()
-        self.cursor = cursor
-        temporary = self.directory / "cursor.tmp"
-        temporary.write_text(f"{cursor.segment} {cursor.offset}\n")
-        os.replace(temporary, self.directory / "cursor")
         return freed
 
     def restart(self) -> int:
         """With everything forwarded (cursor at the end), delete the last segment too, so an
-        empty spool holds no bytes; the next append starts a new one. The bytes freed."""
+        empty spool holds no bytes; the next append starts a new one. The cursor moves
+        first: a crash between the two leaves a forwarded segment, never a cursor into a
+        segment that is gone. The bytes freed."""
         self._close_segment()
-        freed = self.end.offset
-        self._path(self.end.segment).unlink(missing_ok=True)
-        self.end = Position(self.end.segment + 1, 0)
-        return freed + self.commit(self.end)
+        following = Position(self.end.segment + 1, 0)
+        freed = self.commit(following)
+        self.end = following
+        return freed
 
     def close(self) -> None:
         self._close_segment()
@@ -166,7 +171,7 @@ class SegmentLog:
             self._lock_fd = -1
 
     def _lock(self) -> None:
-        fd = os.open(self.directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.directory / "LOCK", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -176,12 +181,29 @@ class SegmentLog:
         self._lock_fd = fd
 
     def _read_cursor(self) -> Position:
+        """The cursor file's position, moved to the first segment there is when its own is
+        gone (a crash in ``restart``); the oldest segment when there is no cursor."""
+        segments = self._segments()
         try:
-            segment, offset = (self.directory / "cursor").read_text().split()
-            return Position(int(segment), int(offset))
+            number, offset = (self.directory / "cursor").read_text().split()
+            cursor = Position(int(number), int(offset))
         except (FileNotFoundError, ValueError):  # new, or torn: forward from the oldest
-            segments = self._segments()
             return Position(segments[0] if segments else 0, 0)
+        if cursor.segment in segments:
+            return cursor
+        later = [n for n in segments if n > cursor.segment]
+        return Position(later[0], 0) if later else Position(cursor.segment + 1, 0)
+
+    def _write_cursor(self, cursor: Position) -> None:
+        temporary = self.directory / "cursor.tmp"
+        temporary.unlink(missing_ok=True)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, f"{cursor.segment} {cursor.offset}\n".encode())
+        finally:
+            os.close(fd)
+        os.replace(temporary, self.directory / "cursor")
+        self.cursor = cursor
 
     def _segments(self) -> list[int]:
         return sorted(int(p.stem) for p in self.directory.glob("*" + _SUFFIX)
@@ -190,30 +212,23 @@ class SegmentLog:
     def _path(self, number: int) -> Path:
         return self.directory / f"{number:012d}{_SUFFIX}"
 
-    def _scan(self, number: int, start: int) -> tuple[int, float | None, int, int]:
-        """Count the intact records of a segment from ``start``: (count, time of the first,
-        end of the last intact one, file length)."""
-        data = self._path(number).read_bytes()
-        count, first, end = 0, None, start
-        for after, payload in read_frames(data, start):
-            count, end = count + 1, after
-            if first is None:
-                first = Spooled.decode(payload).spooled_at
-        return count, first, end, len(data)
-
-    def _cut(self, number: int, end: int, length: int) -> list[str]:
-        """Cut a torn tail off the last segment; set aside an earlier unreadable one."""
-        if number == self._segments()[-1]:
-            os.truncate(self._path(number), end)
-            return []
-        corrupt = self._path(number).with_suffix(".corrupt")
-        self._path(number).rename(corrupt)
-        return [f"{corrupt.name}: {length - end} bytes after offset {end} are unreadable; "
-                "the file is kept for an operator and its readable records were counted"]
+    def _count(self, number: int, start: int,
+               problems: list[str]) -> tuple[int, float | None, int]:
+        """Count a segment's records from ``start``, repairing it first if it needs it:
+        (count, time of the first, its length)."""
+        last = number == self._segments()[-1]
+        counted = repair.count(self._path(number), start, last=last)
+        problems.extend(counted.problems)
+        if counted.rewritten:
+            _sync_directory(self.directory)
+            if self.cursor.segment == number:
+                self._write_cursor(Position(number, 0))
+        return counted.records, counted.first, counted.length
 
     def _room_for(self, segment: int, offset: int, size: int) -> tuple[int, int]:
         """Open the segment to append to, rolling to a new one (the old one synced first)
-        when ``size`` more bytes would pass segment_bytes; the new (segment, offset)."""
+        when ``size`` more bytes would pass segment_bytes, or when the file is not as long
+        as we think (a failed cut-back); the new (segment, offset)."""
         if offset and offset + size > self._segment_bytes:
             if self._fd >= 0:
                 os.fdatasync(self._fd)
@@ -222,7 +237,11 @@ class SegmentLog:
         if self._fd < 0:
             path = self._path(segment)
             created = not path.exists()
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW,
+                               0o600)
+            if os.fstat(self._fd).st_size != offset:  # O_APPEND would write elsewhere
+                self._close_segment()
+                return self._room_for(segment + 1, 0, size)
             if created:
                 _sync_directory(self.directory)  # the name, durable before its records
         return segment, offset
@@ -240,6 +259,10 @@ class SegmentLog:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+class DamageFound(OSError):
+    """A segment holds bytes that are not records, found while reading (see ``after``)."""
 
 
 def _frame_size(data: bytes) -> int:

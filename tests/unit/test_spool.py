@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,7 @@ async def test_a_restart_recovers_what_was_not_forwarded_and_only_that(tmp_path:
     again = _spool(tmp_path, segment_bytes=4096)
     await again.open()
     assert again.entries == 50
+    assert again.bytes == sum(p.stat().st_size for p in tmp_path.glob("*.seg"))
     assert again.written.is_set()  # the forwarder starts on it at once
     assert await _drain(again) == sent[10:]
     assert sorted(p.name for p in tmp_path.glob("*.seg")) == []
@@ -102,7 +104,9 @@ async def test_a_torn_tail_is_cut_off_and_the_spool_goes_on(tmp_path: Path) -> N
     await again.close()
 
 
-async def test_a_flipped_byte_ends_the_readable_records_there(tmp_path: Path) -> None:
+async def test_a_damaged_last_record_with_nothing_after_it_is_cut_as_a_torn_write(
+    tmp_path: Path,
+) -> None:
     spool = _spool(tmp_path)
     await spool.open()
     for n in range(3):
@@ -114,12 +118,41 @@ async def test_a_flipped_byte_ends_the_readable_records_there(tmp_path: Path) ->
     segment.write_bytes(bytes(data))
 
     again = _spool(tmp_path)
-    await again.open()
+    with capture_logs() as logs:
+        await again.open()
     assert again.entries == 2
+    [said] = [e["detail"] for e in logs if e["event"] == "spool.repaired"]
+    assert "torn last write" in said
     await again.close()
 
 
-async def test_an_unreadable_earlier_segment_is_set_aside_not_deleted(tmp_path: Path) -> None:
+async def test_damage_before_intact_records_loses_only_the_damaged_one_and_keeps_the_file(
+    tmp_path: Path,
+) -> None:
+    spool = _spool(tmp_path)
+    await spool.open()
+    for n in range(20):
+        await spool.append(_record(n))
+    await spool.close()
+    (segment,) = tmp_path.glob("*.seg")
+    original = segment.read_bytes()
+    data = bytearray(original)
+    data[len(_record(0).encode()) + 50] ^= 0xFF  # inside the second record
+    segment.write_bytes(bytes(data))
+
+    again = _spool(tmp_path)
+    with capture_logs() as logs:
+        await again.open()
+    assert again.entries == 19
+    assert [r.message_id for r in await _drain(again)] == [
+        f"acme:{n}" for n in range(20) if n != 1]
+    (kept,) = tmp_path.glob("*.corrupt")
+    assert kept.read_bytes() == bytes(data)  # the original, for an operator
+    assert any("damaged bytes" in e["detail"] for e in logs if e["event"] == "spool.repaired")
+    await again.close()
+
+
+async def test_an_unreadable_earlier_segment_keeps_its_intact_records(tmp_path: Path) -> None:
     spool = _spool(tmp_path, segment_bytes=1024)
     await spool.open()
     for n in range(10):
@@ -127,16 +160,74 @@ async def test_an_unreadable_earlier_segment_is_set_aside_not_deleted(tmp_path: 
     await spool.close()
     first = sorted(tmp_path.glob("*.seg"))[0]
     data = bytearray(first.read_bytes())
-    data[-3] ^= 0xFF
+    data[-3] ^= 0xFF  # the last record of a finished segment: damage, not a torn write
     first.write_bytes(bytes(data))
 
     again = _spool(tmp_path, segment_bytes=1024)
     with capture_logs() as logs:
         await again.open()
-    assert [e["event"] for e in logs] == ["spool.corrupt", "spool.recovered"]
-    assert first.with_suffix(".corrupt").exists()
+    assert [e["event"] for e in logs] == ["spool.repaired", "spool.recovered"]
     assert again.entries == 9
+    assert len(await _drain(again)) == 9
+    assert (again.entries, again.empty, again.bytes) == (0, True, 0)
+    assert list(tmp_path.glob("*.corrupt"))
     await again.close()
+
+
+async def test_bytes_follow_the_disk_through_many_segments_and_outages(tmp_path: Path) -> None:
+    spool = _spool(tmp_path, max_bytes=256 * 1024, segment_bytes=16 * 1024)
+    await spool.open()
+    for _ in range(5):  # more than max_bytes spooled in all, never more at once
+        for n in range(150):
+            await spool.append(_record(n))
+            on_disk = sum(p.stat().st_size for p in tmp_path.glob("*.seg"))
+            assert spool.bytes == on_disk
+        assert len(await _drain(spool)) == 150
+        assert spool.bytes == 0 and not list(tmp_path.glob("*.seg"))
+    await spool.close()
+
+
+async def test_a_cursor_into_a_segment_that_is_gone_loses_nothing_after_it(
+    tmp_path: Path,
+) -> None:
+    """A crash between deleting a forwarded segment and moving the cursor (or a power cut
+    that kept the one but not the other): the cursor names a segment that is gone."""
+    spool = _spool(tmp_path)
+    await spool.open()
+    await spool.append(_record(0))
+    await _drain(spool)
+    await spool.close()
+    (tmp_path / "cursor").write_text("0 777\n")  # segment 0, deleted
+
+    again = _spool(tmp_path)
+    await again.open()
+    for n in (1, 2, 3):
+        await again.append(_record(n))
+    assert [r.message_id for r in await _drain(again)] == ["acme:1", "acme:2", "acme:3"]
+    await again.close()
+
+
+async def test_a_disk_that_does_not_answer_in_time_is_a_503_and_not_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spool = Spool(tmp_path, max_bytes=64 * 1024 * 1024, segment_bytes=1024 * 1024,
+                  metrics=Metrics(), log=get_logger(test="spool"), write_timeout=0.2)
+    await spool.open()
+    synced = os.fdatasync
+
+    def slow(fd: int) -> None:
+        time.sleep(0.6)
+        synced(fd)
+
+    monkeypatch.setattr(os, "fdatasync", slow)
+    with pytest.raises(SpoolUnavailable, match=r"did not answer within 0\.2 s"):
+        await spool.append(_record(0))
+    await asyncio.sleep(0.1)
+    assert not spool.accepting  # a write under way for longer than its bound
+    monkeypatch.undo()
+    await asyncio.sleep(0.5)
+    assert spool.accepting and spool.entries == 1  # it landed after all: kept, forwarded
+    await spool.close()
 
 
 async def test_a_second_process_cannot_open_the_same_directory(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -168,4 +169,50 @@ async def test_an_empty_spool_gives_an_empty_batch(tmp_path: Path, count: int) -
     spool, broker = await _filled(tmp_path, count), Broker()
     await _forwarder(spool, broker).forward_batch()
     assert await spool.batch() == []
+    await spool.close()
+
+
+@pytest.mark.parametrize("record", [
+    Spooled("", "zenoti.h.any", "acme:1", {"tenant": "acme"}, b"{}", 1.0),  # any queue
+    Spooled(EVENTS, "invoice.closed", "other:1", {"tenant": "acme"}, b"{}", 1.0),
+    Spooled(EVENTS, "invoice.closed", "acme:1", {}, b"{}", 1.0),
+], ids=["default-exchange", "another-tenants-id", "no-tenant"])
+async def test_a_record_this_ingress_would_never_write_is_kept_not_published(
+    tmp_path: Path, record: Spooled,
+) -> None:
+    spool, broker = await _filled(tmp_path, 0), Broker()
+    await spool.append(record)
+    await spool.append(_record(2))
+    with capture_logs() as logs:
+        await _forwarder(spool, broker).forward_batch()
+    assert [m for _, m, _ in broker.taken] == ["acme:2"]
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["spool.record_rejected"]
+    assert len(list((tmp_path / "refused").iterdir())) == 1
+    assert spool.empty
+    await spool.close()
+
+
+async def test_an_unexpected_error_in_a_pass_is_said_and_the_forwarder_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spool, broker = await _filled(tmp_path, 3), Broker()
+    forwarded = spool.forwarded
+    failures = [OSError(28, "No space left on device")]
+
+    async def once_failing(*args: Any) -> None:
+        if failures:
+            raise failures.pop()
+        await forwarded(*args)
+
+    monkeypatch.setattr(spool, "forwarded", once_failing)
+    stop = asyncio.Event()
+    with capture_logs() as logs:
+        running = asyncio.create_task(_forwarder(spool, broker).run(stop))
+        async with asyncio.timeout(5):
+            while not spool.empty:
+                await asyncio.sleep(0.01)
+        stop.set()
+        await asyncio.wait_for(running, 5)
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["spool.forward_failed"]
+    assert spool.empty
     await spool.close()
