@@ -54,6 +54,9 @@ def test_the_ingress_stops_within_its_grace_period_spool_drain_included(
         monkeypatch: pytest.MonkeyPatch) -> None:
     ingress = SERVICES["ingress"]
     settings = settings_from(ingress["environment"], monkeypatch)
+    assert settings.ingress_shutdown_grace >= (settings.ingress_body_timeout
+                                               + settings.confirm_timeout
+                                               + settings.spool_write_timeout)
     stop = (settings.ingress_drain_seconds + settings.ingress_shutdown_grace
             + settings.spool_drain_seconds)
     assert _seconds(ingress["stop_grace_period"]) >= stop + 5

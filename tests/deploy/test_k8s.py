@@ -217,7 +217,8 @@ def test_the_ingress_stops_within_its_grace_period_spool_drain_included(
     for closing (the comment in ingress.yaml)."""
     settings = ingress_settings(name, monkeypatch)
     assert settings.ingress_shutdown_grace >= (settings.ingress_body_timeout
-                                               + settings.confirm_timeout)
+                                               + settings.confirm_timeout
+                                               + settings.spool_write_timeout)
     stop = (settings.ingress_drain_seconds + settings.ingress_shutdown_grace
             + settings.spool_drain_seconds)
     assert ingress(name)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= stop + 5
