@@ -118,8 +118,11 @@ def make_deduplicator(
     """Redis-backed when ``redis_url`` is given, else in memory (with a start-up warning).
     ``namespace`` prefixes every Redis key, e.g. ``zenoti-events:done``."""
     if redis_url:
-        client = aioredis.Redis.from_url(redis_url, socket_timeout=1.0,
-                                         socket_connect_timeout=1.0)
+        # A pool that waits (bounded) for a free connection: redis-py's default pool raises
+        # MaxConnectionsError at once past 100, and a busy process has more in flight.
+        client = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
+            redis_url, socket_timeout=1.0, socket_connect_timeout=1.0, max_connections=256,
+            timeout=1.0))
         return RedisDeduplicator(client, namespace, window, log)
     log.warning("dedupe.in_process", namespace=namespace,
                 detail="no redis_url: duplicates are caught within this process only")

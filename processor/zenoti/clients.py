@@ -60,7 +60,10 @@ class ZenotiClients:
             base_url=settings.zenoti_api_url, timeout=settings.zenoti_api_timeout
         )
         url = settings.redis_url.get_secret_value() if settings.redis_url else None
-        self._redis = aioredis.Redis.from_url(url, socket_timeout=2.0) if url else None
+        # Waits (bounded) for a free connection rather than failing at once past 100 (the
+        # default pool's cap: a worker with 4 handlers x prefetch 64 has more in flight).
+        self._redis = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
+            url, socket_timeout=2.0, max_connections=256, timeout=2.0)) if url else None
         self._cache = cache or self._default_cache()
         self._budget_factory = budget_factory or self._default_budget
         self._clients: dict[str, ZenotiClient] = {}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
 
 import pytest
+from structlog.testing import capture_logs
 
 from processor.logs import get_logger
 from processor.worker.dedupe import MemoryDeduplicator, make_deduplicator
@@ -56,6 +58,21 @@ async def test_redis_stores_are_shared_between_instances() -> None:
     finally:
         await one.aclose()
         await two.aclose()
+
+
+async def test_hundreds_in_flight_share_the_pool_rather_than_fail() -> None:
+    """redis-py's default pool raised MaxConnectionsError at once past 100 connections: a
+    busy ingress silently lost its de-duplication (the spool's fault tests found it)."""
+    url, namespace = redis_url(), f"test-{uuid.uuid4().hex}"
+    store = make_deduplicator(url, namespace, 60, 10, get_logger())
+    try:
+        with capture_logs() as logs:
+            await asyncio.gather(*(store.remember(f"k{n}") for n in range(600)))
+            seen = await asyncio.gather(*(store.seen(f"k{n}") for n in range(600)))
+        assert all(seen)
+        assert not [e for e in logs if e["event"] == "dedupe.unavailable"]
+    finally:
+        await store.aclose()
 
 
 async def test_an_unreachable_redis_never_blocks_work() -> None:
