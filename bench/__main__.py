@@ -1,8 +1,8 @@
-"""``python -m bench [all|ingress|worker|e2e|soak|processes|profile] [--quick] [--runs N]``.
+"""``python -m bench [all|ingress|worker|e2e|soak|processes|spool|profile] [--quick] [--runs N]``.
 
 Runs the chosen scenarios in the benchmark vhost, prints a table per scenario and writes
 ``bench/results/<scenario>.json`` and ``.png``. Every scenario is bounded in time; ``all``
-takes about 15 minutes here, ``--quick`` about 3 (a smoke run, one round, short windows).
+takes about 20 minutes here, ``--quick`` about 4 (a smoke run, one round, short windows).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from bench import broker, machine, report
 from bench.runner import Options
 
-SCENARIOS = ("ingress", "worker", "e2e", "soak", "processes")
+SCENARIOS = ("ingress", "worker", "e2e", "soak", "processes", "spool")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,7 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for name in chosen:
             _one(name, options)
-        print(f"wrote {report.overview().relative_to(report.RESULTS.parent.parent)}")
+        picture = report.overview()
+        if picture is not None:
+            print(f"wrote {picture.relative_to(report.RESULTS.parent.parent)}")
     finally:
         asyncio.run(broker.delete_all())
     print(f"\ndone in {time.monotonic() - started:.0f} s", flush=True)

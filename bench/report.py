@@ -93,9 +93,10 @@ def _panels(measured: Measured) -> list[list[Metric]]:
     return [group for group in ([first], latency, cpu) if group]
 
 
-def overview(directory: Path = RESULTS, path: Path | None = None) -> Path:
+def overview(directory: Path = RESULTS, path: Path | None = None) -> Path | None:
     """One PNG of the headline figures of the scenarios found in ``directory`` (JSON files):
-    throughput per variant, and the latency percentiles where a scenario has them."""
+    throughput per variant, and the latency percentiles where a scenario has them. ``None``
+    (and no file) when none of ingress, worker and e2e has results there yet."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,6 +104,8 @@ def overview(directory: Path = RESULTS, path: Path | None = None) -> Path:
 
     found = [json.loads(p.read_text()) for name in ("ingress", "worker", "e2e")
              if (p := directory / f"{name}.json").exists()]
+    if not found:
+        return None
     figure, axes = plt.subplots(1, len(found), figsize=(4.6 * len(found), 3.8), squeeze=False)
     for axis, data in zip(axes[0], found, strict=True):
         _overview_panel(axis, data)

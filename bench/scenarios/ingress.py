@@ -78,7 +78,7 @@ def run(options: Options) -> Measured:
     measured = Measured("ingress", "Ingress: signed 1.5 KB deliveries, full path vs floor",
                         METRICS, ratios=_ratios())
     with tempfile.TemporaryDirectory() as tmp:
-        load = _prepare(Path(tmp), options)
+        load = prepare(Path(tmp), options)
         for round_no in range(1, options.runs + 1):
             print(f"ingress round {round_no}/{options.runs}", flush=True)
             for load_of, label in ((_full, FULL), (_fixed, FIXED)):
@@ -104,7 +104,9 @@ def _goals(measured: Measured) -> None:
     measured.goal("p99 at 1,000 deliveries/s < 25 ms", p99, p99 < 25, "{:.1f} ms")
 
 
-def _prepare(directory: Path, options: Options) -> Load:
+def prepare(directory: Path, options: Options) -> Load:
+    """Write the request files under ``directory`` (kept while the scenario runs) and build
+    the paced deliveries: enough distinct ones for any rate seen here."""
     measure_s, warm_s = options.seconds(10, 4), options.seconds(3, 1)
     count = int(8000 * measure_s)  # above any rate seen here, so no request repeats
     warm = directory / "warm"
