@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -33,14 +32,6 @@ async def url(broker: Broker) -> str:
 async def private_url(private_broker: Broker) -> str:
     await reset_all(private_broker.url)
     return private_broker.url
-
-
-@pytest.fixture
-def stacks() -> Iterator[list[FaultStack]]:
-    made: list[FaultStack] = []
-    yield made
-    for stack in made:
-        stack.stop()
 
 
 def simulate(stack: FaultStack, deliveries: list[Delivery], **config: float) -> asyncio.Task[

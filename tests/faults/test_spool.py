@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +59,6 @@ async def node(private_broker: Broker) -> PrivateNode:
     assert private_broker.node is not None
     await reset_all(private_broker.url)
     return private_broker.node
-
-
-@pytest.fixture
-def stacks() -> Iterator[list[FaultStack]]:
-    made: list[FaultStack] = []
-    yield made
-    for stack in made:
-        stack.stop()
 
 
 def start_stack(node: PrivateNode, stacks: list[FaultStack], spool: Path | None,
@@ -110,6 +101,17 @@ async def spool_metrics(stack: FaultStack) -> dict[str, float]:
     samples = (line.rsplit(" ", 1) for line in text.splitlines()
                if line.startswith("zenoti_events_spool_"))
     return {name: float(value) for name, value in samples}
+
+
+async def spooled(stack: FaultStack, figures: Figures, report: SimulatorReport,
+                  during: dict[str, float]) -> dict[str, float]:
+    """The spool's metrics at the end, its figures noted in ``figures``."""
+    after = await spool_metrics(stack)
+    figures.notes |= {"spooled": after["zenoti_events_spool_writes_total"],
+                      "forwarded": after["zenoti_events_spool_forwards_total"],
+                      "spool_entries_during": during["zenoti_events_spool_entries"],
+                      "failed_attempts": failed_attempts(report)}
+    return after
 
 
 async def ready(stack: FaultStack) -> bool:
@@ -173,11 +175,7 @@ async def test_a_30_s_broker_outage_under_zenoti_s_sender_keeps_the_webhook_on_w
     report = await sending
     figures = await record(node, "broker away 30 s, Zenoti's sender /10, with a spool", report,
                            started, outage_seconds=round(outage, 1))
-    after = await spool_metrics(stack)
-    figures.notes |= {"spooled": after["zenoti_events_spool_writes_total"],
-                      "forwarded": after["zenoti_events_spool_forwards_total"],
-                      "spool_entries_during": during["zenoti_events_spool_entries"],
-                      "failed_attempts": failed_attempts(report)}
+    after = await spooled(stack, figures, report, during)
     assert not report.switched_off, figures
     assert report.sent == figures.accepted_2xx == len(sent), figures
     assert after["zenoti_events_spool_entries"] == 0, after
@@ -247,11 +245,7 @@ async def test_a_60_s_memory_alarm_is_answered_2xx_within_zenoti_s_10_s_timeout(
     report = await sending
     figures = await record(node, "memory alarm 60 s, Zenoti's sender at real time, spool",
                            report, started, alarm_seconds=round(alarm, 1))
-    after = await spool_metrics(stack)
-    figures.notes |= {"spooled": after["zenoti_events_spool_writes_total"],
-                      "forwarded": after["zenoti_events_spool_forwards_total"],
-                      "spool_entries_during": during["zenoti_events_spool_entries"],
-                      "failed_attempts": failed_attempts(report)}
+    after = await spooled(stack, figures, report, during)
     assert not report.switched_off, figures
     assert report.sent == figures.accepted_2xx == len(sent), figures
     assert failed_attempts(report) == 0, figures
