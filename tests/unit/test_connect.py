@@ -1,0 +1,155 @@
+"""``AMQP_URL`` as a list of brokers: how it is read, and which address a connection tries
+first."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from processor.broker import connect as broker
+from processor.broker.connect import Addresses, parse, shown
+from processor.errors import ConfigError
+
+A = "amqp://u:p@rabbit-0:5672/prod"
+B = "amqp://u:p@rabbit-1:5672/prod"
+C = "amqps://u:p@rabbit-2:5671/prod"
+
+
+def test_one_url_is_a_list_of_one() -> None:
+    assert parse("amqp://guest:guest@127.0.0.1:5672/") == ("amqp://guest:guest@127.0.0.1:5672/",)
+
+
+def test_full_urls_separated_by_commas_are_kept_in_order_spaces_ignored() -> None:
+    assert parse(f" {A}, {B} ,{C} ") == (A, B, C)
+
+
+def test_a_comma_inside_a_password_stays_in_it() -> None:
+    url = "amqp://u:pa,ss@rabbit-0:5672/prod"
+    assert parse(f"{url},{B}") == (url, B)
+
+
+@pytest.mark.parametrize("value", ["", "  ", ","])
+def test_an_empty_list_is_a_config_error(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"empty|not an amqp"):
+        parse(value)
+
+
+def test_hosts_listed_inside_one_url_are_refused_with_the_way_to_write_them() -> None:
+    with pytest.raises(ConfigError, match="full URL") as refused:
+        parse("amqp://u:secret@h1:5672,h2:5672/v")
+    assert "secret" not in str(refused.value)
+
+
+@pytest.mark.parametrize("url", ["http://u:secret@h1/", "amqp://u:secret@/v", "h1:5672"])
+def test_what_is_not_a_broker_url_is_refused_without_its_credentials(url: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse(url)
+    assert "secret" not in str(refused.value)
+
+
+def test_shown_drops_user_and_password_only() -> None:
+    assert shown("amqps://user:pw@rabbit-2:5671/prod?heartbeat=30") == \
+        "amqps://rabbit-2:5671/prod?heartbeat=30"
+
+
+def test_the_first_attempt_starts_at_the_first_address() -> None:
+    assert Addresses(f"{A},{B},{C}").order() == [A, B, C]
+
+
+def test_after_a_failure_the_next_attempt_starts_after_it_and_wraps() -> None:
+    addresses = Addresses(f"{A},{B},{C}")
+    addresses.failed(B)
+    assert addresses.order() == [C, A, B]
+    addresses.failed(C)
+    assert addresses.order() == [A, B, C]
+
+
+def test_the_address_that_answered_is_tried_first_next_time() -> None:
+    addresses = Addresses(f"{A},{B},{C}")
+    addresses.failed(A)
+    addresses.answered(B)
+    assert addresses.order() == [B, C, A]
+
+
+def test_a_lost_connection_moves_on_unless_another_answered_since() -> None:
+    addresses = Addresses(f"{A},{B},{C}")
+    addresses.answered(B)
+    addresses.lost(B)
+    assert addresses.order()[0] == C
+    addresses.answered(A)
+    addresses.lost(C)  # an old connection closing late
+    assert addresses.order()[0] == A
+
+
+class FakeConnection:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.close_callbacks: set[Any] = set()
+
+    def close(self) -> None:
+        for callback in self.close_callbacks:
+            callback(self, None)
+
+
+def fake_brokers(monkeypatch: pytest.MonkeyPatch, answering: set[str]) -> list[str]:
+    """aio_pika.connect answering for ``answering`` alone; returns the URLs tried, in order."""
+    tried: list[str] = []
+
+    async def fake_connect(url: str, **_: Any) -> FakeConnection:
+        tried.append(url)
+        if url not in answering:
+            raise ConnectionRefusedError(111, "Connection refused")
+        return FakeConnection(url)
+
+    monkeypatch.setattr("aio_pika.connect", fake_connect)
+    return tried
+
+
+async def test_connect_skips_dead_addresses_and_says_so_without_credentials(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    tried = fake_brokers(monkeypatch, answering={C})
+    connection = await broker.connect(f"{A},{B},{C}", attempt_timeout=1, name="test")
+    assert tried == [A, B, C] and isinstance(connection, FakeConnection) and connection.url == C
+    logged = capsys.readouterr().out
+    assert "rabbit-0:5672" in logged and "rabbit-2:5671" in logged and "u:p@" not in logged
+
+
+async def test_a_lost_connection_makes_the_next_connect_try_another_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tried = fake_brokers(monkeypatch, answering={A, B})
+    addresses = Addresses(f"{A},{B}")
+    first = await broker.connect(addresses, attempt_timeout=1, name="test")
+    assert isinstance(first, FakeConnection)
+    first.close()  # the node went away
+    second = await broker.connect(addresses, attempt_timeout=1, name="test")
+    assert tried == [A, B] and isinstance(second, FakeConnection) and second.url == B
+
+
+async def test_when_no_address_answers_the_error_names_each_without_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tried = fake_brokers(monkeypatch, answering=set())
+    with pytest.raises(ConnectionRefusedError) as refused:
+        await broker.connect(f"{A},{B}", attempt_timeout=1, name="test")
+    assert tried == [A, B]
+    [note] = refused.value.__notes__
+    assert "rabbit-0:5672" in note and "rabbit-1:5672" in note and "u:p@" not in note
+
+
+async def test_an_address_that_never_answers_costs_at_most_the_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def hangs(url: str, **_: Any) -> FakeConnection:
+        if url == A:
+            await asyncio.sleep(60)
+        return FakeConnection(url)
+
+    monkeypatch.setattr("aio_pika.connect", hangs)
+    started = asyncio.get_running_loop().time()
+    connection = await broker.connect(f"{A},{B}", attempt_timeout=0.2, name="test")
+    assert isinstance(connection, FakeConnection) and connection.url == B
+    assert asyncio.get_running_loop().time() - started < 1.0
