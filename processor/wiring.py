@@ -19,12 +19,12 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-import aio_pika
 from aio_pika.abc import AbstractChannel
 from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
 from processor.broker import topology
+from processor.broker.connect import connect
 from processor.broker.publisher import ConfirmedPublisher
 from processor.errors import ConfigError
 from processor.handler import Handler
@@ -240,7 +240,8 @@ async def declare(
 async def declare_topology(settings: Settings) -> list[topology.Binding]:
     """Declare the whole topology once and return the bindings declared."""
     bindings = bindings_of(settings, [h.cls for h in plugins.discover()])
-    connection = await aio_pika.connect(settings.amqp_url.get_secret_value(), timeout=10)
+    connection = await connect(settings.amqp_url.get_secret_value(), attempt_timeout=10,
+                               name="topology", log=get_logger(component="topology"))
     async with connection, connection.channel() as channel:
         await declare(channel, settings, bindings)
     return bindings

@@ -31,7 +31,6 @@ from aio_pika.abc import AbstractConnection
 from structlog.typing import FilteringBoundLogger
 
 from processor.errors import ConfigError
-from processor.logs import get_logger
 
 __all__ = ["Addresses", "connect", "parse", "shown"]
 
@@ -106,15 +105,16 @@ async def connect(
     log: FilteringBoundLogger | None = None,
 ) -> AbstractConnection:
     """A connection to the first of ``urls`` that answers, tried in ``Addresses.order``,
-    each for at most ``attempt_timeout`` seconds (so at most that times their number in
-    all).
+    each for at most ``attempt_timeout`` seconds (so at most that times their number in all).
+
     ``name`` is the connection's name in the broker's management UI ("zenoti-events
-    <name>") and the ``component`` of the log lines. When the connection closes, its address
-    is marked lost, so a reconnection tries another first. Raises ``ConfigError`` for a
-    malformed ``urls``; when no address answers, the last address's error (an ``OSError``,
-    ``TimeoutError`` or aio-pika ``AMQPError``), with a note naming each address and why."""
+    <name>"); ``log`` gets a line per address that failed and one for the address chosen
+    (None: no lines, for the dev console that owns the terminal). When the connection
+    closes, its address is marked lost, so a reconnection tries another first. Raises
+    ``ConfigError`` for a malformed ``urls``; when no address answers, the last address's
+    error (an ``OSError``, ``TimeoutError`` or aio-pika ``AMQPError``), with a note naming
+    each address and why."""
     addresses = urls if isinstance(urls, Addresses) else Addresses(urls)
-    log = log if log is not None else get_logger(component=name)
     errors: list[str] = []
     for url in addresses.order():
         try:
@@ -122,15 +122,17 @@ async def connect(
         except (OSError, aio_pika.exceptions.AMQPError) as exc:  # TimeoutError is an OSError
             addresses.failed(url)
             errors.append(f"{shown(url)}: {exc!r}")
-            log.warning("broker.address_failed", address=shown(url), error=repr(exc))
+            if log is not None:
+                log.warning("broker.address_failed", address=shown(url), error=repr(exc))
             if len(errors) == len(addresses):
                 exc.add_note("no broker address answered: " + "; ".join(errors))
                 raise
             continue
         addresses.answered(url)
         connection.close_callbacks.add(lambda *_, url=url: addresses.lost(url))
-        log.info("broker.address_chosen", address=shown(url), tried=len(errors) + 1,
-                 of=len(addresses))
+        if log is not None:
+            log.info("broker.address_chosen", address=shown(url), tried=len(errors) + 1,
+                     of=len(addresses))
         return connection
     raise AssertionError("unreachable: Addresses is never empty")
 

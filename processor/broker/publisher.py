@@ -48,6 +48,7 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, HeadersType
 from structlog.typing import FilteringBoundLogger
 
+from processor.broker.connect import Addresses, connect
 from processor.errors import BrokerUnavailable, ConfigError, PublishRefused
 from processor.metrics import Metrics
 from processor.settings import BROKER_HEADER_ALLOWANCE
@@ -56,6 +57,7 @@ OnConnect = Callable[[AbstractChannel], Awaitable[None]]
 OnLateConfirm = Callable[[], Awaitable[None]]
 _PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 _CLOSE_WITHIN = 5.0
+_CONNECT_WITHIN = 5.0  # per broker address
 _SHORT_STRING = 255  # bytes of an AMQP shortstr: names, message_id, content_type
 _HEADER_NAME = 128  # bytes of a field-table key; pamqp silently truncates longer ones
 # Properties travel in one frame (RabbitMQ's frame_max: 128 KiB by default); a larger one makes
@@ -78,7 +80,7 @@ class ConfirmedPublisher:
         max_message_size: int = 16 * 1024 * 1024, late_confirm_wait: float = 600.0,
         late_confirm_max_watchers: int = 10_000, late_confirm_max_bytes: int = 64 * 1024 * 1024,
     ) -> None:
-        self._url = url
+        self._addresses = Addresses(url)  # a ConfigError now if AMQP_URL is malformed
         self._log = log
         self._metrics = metrics
         self._on_connect = on_connect
@@ -314,7 +316,8 @@ class ConfirmedPublisher:
 
     async def _connect(self) -> None:
         self._changed.clear()
-        self._connection = await aio_pika.connect(self._url, timeout=5)
+        self._connection = await connect(self._addresses, attempt_timeout=_CONNECT_WITHIN,
+                                         name=self._name, log=self._log)
         self._connection.close_callbacks.add(lambda *_: self._changed.set())
         channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
         if self._on_connect:

@@ -33,6 +33,7 @@ import aio_pika
 from prometheus_client.parser import text_string_to_metric_families
 
 from processor.broker import topology
+from processor.broker.connect import connect
 from processor.dev.launcher import fetch
 
 PRINT_EVERY = 10.0
@@ -113,7 +114,8 @@ class Scoreboard:
         try:
             async with asyncio.timeout(5):
                 if connection is None or connection.is_closed:
-                    connection = await aio_pika.connect(self._amqp_url, timeout=5)
+                    connection = await connect(self._amqp_url, attempt_timeout=5,
+                                               name="up console")
                 channel = await connection.channel()
                 try:
                     return (await _depth(channel, parked), await _depth(channel, delays),

@@ -29,6 +29,7 @@ from typing import Any, TextIO
 import aio_pika
 
 from processor import logs
+from processor.broker.connect import connect
 from processor.errors import BrokerUnavailable
 from processor.ops.parking import Filter, ParkedMessage, ParkingLot, Progress
 from processor.ops.triage import survey
@@ -176,7 +177,8 @@ async def _on_lot(settings: Settings, lot: str, work: _Work) -> int:
 
 @contextlib.asynccontextmanager
 async def _channel(settings: Settings) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
-    connection = await aio_pika.connect(settings.amqp_url.get_secret_value(), timeout=10)
+    connection = await connect(settings.amqp_url.get_secret_value(), attempt_timeout=10,
+                               name="dlq", log=logs.get_logger(component="dlq"))
     async with connection:
         yield await connection.channel(publisher_confirms=True, on_return_raises=True)
 

@@ -12,11 +12,12 @@ import contextlib
 import json
 from typing import Any
 
-import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from processor.broker import topology
+from processor.broker.connect import connect
 from processor.broker.topology import ENRICHED
+from processor.logs import get_logger
 from processor.message import TENANT, text
 from processor.settings import Settings
 
@@ -36,7 +37,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 async def tap(settings: Settings, key: str, count: int, seconds: float) -> int:
     """Print enriched events until ``count`` were seen or ``seconds`` passed; return the count."""
-    connection = await aio_pika.connect(settings.amqp_url.get_secret_value(), timeout=10)
+    connection = await connect(settings.amqp_url.get_secret_value(), attempt_timeout=10,
+                               name="tap", log=get_logger(component="tap"))
     seen = 0
     done = asyncio.Event()
 

@@ -36,12 +36,14 @@ from aio_pika.abc import (
 from structlog.typing import FilteringBoundLogger
 
 from processor.broker import topology
+from processor.broker.connect import Addresses, connect
 from processor.broker.publisher import ConfirmedPublisher
 from processor.settings import Settings
 from processor.worker.dispatch import Dispatcher
 
 _Callback = Callable[[AbstractIncomingMessage], Awaitable[None]]
 _FIRST_DELAY = 0.2
+_CONNECT_WITHIN = 5.0  # per broker address
 # What reopening a channel raises when the broker refuses it or the connection is going away
 # (aiormq's ChannelInvalidStateError is a RuntimeError, as are aio-pika's "not ready" errors).
 _REOPEN_ERRORS = (aio_pika.exceptions.AMQPError, RuntimeError, ConnectionError)
@@ -60,6 +62,9 @@ class Worker:
         self._bindings = list(bindings)
         self._publisher = publisher
         self._log = log
+        # One for the life of the worker: after a node is lost, the next session tries
+        # another first. A ConfigError now if AMQP_URL is malformed.
+        self._addresses = Addresses(settings.amqp_url.get_secret_value())
         self._consuming = False
         self._consumers: list[_Consumer] = []
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -84,10 +89,8 @@ class Worker:
         self._log.info("worker.stopped")
 
     async def _session(self, stop: asyncio.Event) -> None:
-        connection = await aio_pika.connect(
-            self._settings.amqp_url.get_secret_value(), timeout=5,
-            client_properties={"connection_name": "zenoti-events worker"},
-        )
+        connection = await connect(self._addresses, attempt_timeout=_CONNECT_WITHIN,
+                                   name="worker", log=self._log)
         lost = asyncio.Event()
         connection.close_callbacks.add(lambda *_: lost.set())
         keeping: list[asyncio.Task[None]] = []

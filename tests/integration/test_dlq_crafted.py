@@ -84,10 +84,11 @@ async def parked(url: str, queue: str) -> list[AbstractIncomingMessage]:
     return await drain(url, queue, len(CRAFTED), timeout=5)
 
 
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """The exit code, what was printed (stdout), and the log lines (stderr)."""
     code = main(argv)
     captured = capsys.readouterr()
-    return code, captured.out + captured.err
+    return code, captured.out, captured.err
 
 
 @pytest.mark.usefixtures("logging_restored")
@@ -99,14 +100,15 @@ def test_the_dlq_command_survives_crafted_dead_letters_and_prints_nothing_raw(
     asyncio.run(publish(broker.url, topology.EVENTS, "nobody.takes.this"))  # unrouted
     monkeypatch.setenv("ZENOTI_EVENTS_AMQP_URL", broker.url)
     monkeypatch.setenv("ZENOTI_EVENTS_LOG_FORMAT", "json")
-    printed = []
+    printed, outputs = [], []
     for lot in (HANDLER, "unrouted"):
         for argv in (["dlq", "list", lot], ["dlq", "list", lot, "--json"],
                      ["dlq", "replay", lot, "--dry-run"],
                      *[["dlq", "show", lot, message_id] for message_id, _, _ in CRAFTED]):
-            code, output = run(argv, capsys)
-            assert code == 0, (argv, output)
-            printed.append(output)
+            code, output, logged = run(argv, capsys)
+            assert code == 0, (argv, output, logged)
+            printed.append(output + logged)
+            outputs.append(output)
         assert asyncio.run(depth(broker.url, LOT if lot == HANDLER else topology.UNROUTED)) == 3
     everything = PROGRESS.sub("", "".join(printed))
     raw = RAW_CONTROL.search(everything)
@@ -114,7 +116,7 @@ def test_the_dlq_command_survives_crafted_dead_letters_and_prints_nothing_raw(
     assert max(len(line) for line in everything.splitlines()) < 101_000  # the body's bound
     assert "\\x1b[31m.Evil\\x07" in everything and "\\x1b[2J" in everything  # escaped, shown
     assert "more characters" in everything  # the 50,000-character error, cut
-    listing = json.loads(printed[1])  # list --json of the handler's lot
+    listing = json.loads(outputs[1])  # list --json of the handler's lot
     assert [m["attempts"] for m in listing] == [1, 2**62, 1]
     assert all(len(m["error"]) < 2100 for m in listing)
     # Still there, in order, as they came: no action moved, dropped or altered a message

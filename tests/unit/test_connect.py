@@ -7,10 +7,12 @@ import asyncio
 from typing import Any
 
 import pytest
+import structlog
 
 from processor.broker import connect as broker
 from processor.broker.connect import Addresses, parse, shown
 from processor.errors import ConfigError
+from processor.logs import get_logger
 
 A = "amqp://u:p@rabbit-0:5672/prod"
 B = "amqp://u:p@rabbit-1:5672/prod"
@@ -107,14 +109,20 @@ def fake_brokers(monkeypatch: pytest.MonkeyPatch, answering: set[str]) -> list[s
     return tried
 
 
-async def test_connect_skips_dead_addresses_and_says_so_without_credentials(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+async def test_connect_skips_dead_addresses_and_logs_them_without_credentials(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tried = fake_brokers(monkeypatch, answering={C})
-    connection = await broker.connect(f"{A},{B},{C}", attempt_timeout=1, name="test")
+    with structlog.testing.capture_logs() as logged:
+        connection = await broker.connect(f"{A},{B},{C}", attempt_timeout=1, name="test",
+                                          log=get_logger())
     assert tried == [A, B, C] and isinstance(connection, FakeConnection) and connection.url == C
-    logged = capsys.readouterr().out
-    assert "rabbit-0:5672" in logged and "rabbit-2:5671" in logged and "u:p@" not in logged
+    assert [(line["event"], line["address"]) for line in logged] == [
+        ("broker.address_failed", "amqp://rabbit-0:5672/prod"),
+        ("broker.address_failed", "amqp://rabbit-1:5672/prod"),
+        ("broker.address_chosen", "amqps://rabbit-2:5671/prod"),
+    ]
+    assert "u:p@" not in repr(logged)
 
 
 async def test_a_lost_connection_makes_the_next_connect_try_another_first(
