@@ -26,10 +26,12 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from processor.broker.connect import parse
 from processor.dev import container as devcontainer
 from processor.dev import node as devnode
 from processor.dev import ports
 from processor.dev.launcher import Children, signals_held
+from processor.errors import ConfigError
 
 Say = Callable[[str], None]
 NO_BROKER = ("no RabbitMQ answers at {where}, rabbitmq-server is not installed and Docker does "
@@ -43,7 +45,8 @@ class NoBroker(Exception):
 
 def broker(url: str, started: contextlib.ExitStack, say: Say) -> str:
     """The URL of a broker that answers, started here when need be."""
-    where = _where(url, 5671 if url.startswith("amqps:") else 5672)
+    where = ", ".join(_where(one, 5671 if one.startswith("amqps:") else 5672)
+                      for one in _listed(url))
     if ports.answers(url):
         say(f"broker {where} (ZENOTI_EVENTS_AMQP_URL, or the default)")
         return url
@@ -105,6 +108,14 @@ def shown(url: str) -> str:
     """``url`` without its user and password: what may be said or logged."""
     parts = urlsplit(url)
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _listed(urls: str) -> list[str]:
+    """The URLs of an ``AMQP_URL`` list; a malformed one as it is (said, never connected to)."""
+    try:
+        return list(parse(urls))
+    except ConfigError:
+        return [urls]
 
 
 def _answers(url: str) -> bool:

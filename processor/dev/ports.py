@@ -13,11 +13,23 @@ import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from processor.broker.connect import parse
+from processor.errors import ConfigError
+
 _WELL_KNOWN = {4369, 5671, 5672, 15672, 25672, 35672, 6379, 8080, 8090, 9100}
 
 
-def answers(url: str, timeout: float = 1.0) -> bool:
-    """Something accepts TCP connections at the host and port of AMQP ``url``."""
+def answers(urls: str, timeout: float = 1.0) -> bool:
+    """Something accepts TCP connections at the host and port of an AMQP URL of ``urls``
+    (one, or several as ``AMQP_URL`` lists them); False for what is not such a list."""
+    try:
+        listed = parse(urls)
+    except ConfigError:
+        return False
+    return any(_answers(url, timeout) for url in listed)
+
+
+def _answers(url: str, timeout: float) -> bool:
     parts = urlsplit(url)
     try:
         port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
