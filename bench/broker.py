@@ -27,8 +27,8 @@ URL = os.environ.get("BENCH_AMQP_URL", f"amqp://guest:guest@127.0.0.1:5672/{VHOS
 SINK = "bench.enriched"
 BINDINGS = [topology.Binding("membership-freeze", (FREEZE,))]
 COLLECTOR = "bench.e2e"
-_EXCHANGES = (topology.EVENTS, topology.UNROUTED, topology.DEAD, topology.ENRICHED,
-              topology.UNCLAIMED)
+_EXCHANGES = (topology.INGRESS, topology.PARKED, topology.EVENTS, topology.UNROUTED,
+              topology.DEAD, topology.ENRICHED, topology.UNCLAIMED)
 _RESET = (WORK_QUEUE, SINK, topology.UNROUTED, topology.UNCLAIMED,
           topology.dead_queue_name("membership-freeze"))
 

@@ -17,6 +17,8 @@ DEFAULT_TENANT = "default"
 # dead letter carries its whole retry history): a body may use the rest.
 BROKER_HEADER_ALLOWANCE = 64 * 1024
 _TENANT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# RabbitMQ's x-max-age: a number and one unit (years, months, days, hours, minutes, seconds).
+_STREAM_AGE = re.compile(r"[1-9][0-9]*[YMDhms]")
 _MIN_SECRET = 8
 
 
@@ -144,6 +146,13 @@ class Settings(BaseSettings):
     snapshot_min_demand: int = Field(default=3, ge=1)
     snapshot_refresh_seconds: float = Field(default=600.0, gt=0)
 
+    # The archive stream zenoti.archive (processor.broker.topology): every accepted delivery,
+    # kept this long ("7D": RabbitMQ's x-max-age) and up to this size, in segments of this size
+    # (retention removes whole segments). Set when the stream is made; a policy changes them.
+    archive_max_age: str = "7D"
+    archive_max_bytes: int = Field(default=10 * 1024**3, ge=1)
+    archive_segment_bytes: int = Field(default=100 * 1024**2, ge=4096)
+
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
 
@@ -170,6 +179,14 @@ class Settings(BaseSettings):
         return value
 
     _secrets = field_validator("webhook_secrets")(_real_secrets)
+
+    @field_validator("archive_max_age")
+    @classmethod
+    def _stream_age(cls, value: str) -> str:
+        if not _STREAM_AGE.fullmatch(value):
+            raise ValueError("archive_max_age is a number and a unit of Y, M, D, h, m or s "
+                             f"(e.g. 7D, 36h), not {value!r}")
+        return value
 
     @field_validator("snapshot_kinds")
     @classmethod

@@ -26,6 +26,7 @@ from structlog.typing import FilteringBoundLogger
 from processor.broker import topology
 from processor.broker.connect import connect
 from processor.broker.publisher import ConfirmedPublisher
+from processor.broker.stream import Retention
 from processor.errors import ConfigError
 from processor.handler import Handler
 from processor.ingress.app import Ingress
@@ -232,9 +233,11 @@ def bindings_of(
 async def declare(
     channel: AbstractChannel, settings: Settings, bindings: Sequence[topology.Binding]
 ) -> None:
-    """Declare the topology as ``settings`` shape it (retry tiers, delivery limit)."""
+    """Declare the topology as ``settings`` shape it (retry tiers, delivery limit, the
+    archive's retention)."""
     await topology.declare(channel, bindings, retry_tiers=settings.retry_tiers,
-                           delivery_limit=settings.delivery_limit)
+                           delivery_limit=settings.delivery_limit,
+                           archive=Retention.of(settings))
 
 
 async def declare_topology(settings: Settings) -> list[topology.Binding]:

@@ -2,6 +2,12 @@
 
 ::
 
+    zenoti.ingress  fanout: what the ingress publishes (routing key = normalised type)
+      ├─ zenoti.archive            stream: every accepted delivery, kept by age and size
+      └─ zenoti.events (exchange-to-exchange binding)
+    zenoti.ingress.parked  fanout: what the ingress parks itself (not an envelope, refused)
+      ├─ zenoti.archive
+      └─ zenoti.unrouted (exchange-to-exchange binding)
     zenoti.events   topic, alternate-exchange zenoti.unrouted: routing key = normalised type
       ├─ zenoti.h.<handler>        quorum queue per handler, bound to its event types,
       │                            delivery limit, dead-letter exchange zenoti.dead
@@ -12,16 +18,27 @@
     zenoti.enriched topic: the handlers' output, for the users' own queues; output no queue
                     is bound for goes to zenoti.enriched.unclaimed (alternate exchange + queue)
 
-Every queue is a durable quorum queue with a dead-letter target and at-least-once
-dead-lettering, so no message leaves a queue unless a consumer acked it. Only features present
-in both RabbitMQ 3.10 and 4.x are used (quorum queues with dead-lettering, TTL and delivery
-limit; alternate exchanges). Bindings that settings no longer name are not removed: AMQP
-cannot list them; an operator unbinds them (documented in docs/architecture.md).
+The archive hangs off a fanout in front of ``zenoti.events``, not a ``#`` binding on it, which
+would make every type routable and starve ``zenoti.unrouted``: RabbitMQ consults an exchange's
+alternate exchange when *that* exchange routes to nothing, whatever routed to it, so the stream
+gets each delivery once and unknown types still reach ``zenoti.unrouted``
+(tests/integration/test_archive.py). Copies the system makes itself (retries, dead letters,
+``dlq replay``) do not pass the fanouts: the archive holds what Zenoti sent.
+
+Every queue but the archive is a durable quorum queue with a dead-letter target and
+at-least-once dead-lettering, so no message leaves a queue unless a consumer acked it. Only
+features present in both RabbitMQ 3.10 and 4.x are used (quorum queues with dead-lettering, TTL
+and delivery limit; alternate exchanges; exchange-to-exchange bindings; streams). Bindings that
+settings no longer name are not removed: AMQP cannot list them; an operator unbinds them
+(documented in docs/architecture.md).
 
 A queue or exchange that already exists with other arguments (an older delivery limit, a
 classic queue) cannot be redeclared: the broker answers ``PRECONDITION_FAILED`` and ``declare``
 raises ``TopologyMismatch`` naming the entity and the argument. That is a configuration error:
-retrying cannot help, so every process stops on it instead of reconnecting forever.
+retrying cannot help, so every process stops on it instead of reconnecting forever. Except the
+archive's retention: the stream keeps the arguments it was made with, a policy changes them
+(docs/operations.md, "The archive"), and a process whose settings differ logs
+``archive.retention_differs`` and carries on, since retention must never stop deliveries.
 """
 
 from __future__ import annotations
@@ -35,14 +52,18 @@ from aio_pika.abc import AbstractChannel
 from aiormq.exceptions import ChannelPreconditionFailed
 from pamqp.common import FieldTable
 
+from processor.broker.stream import ARCHIVE, Retention, declare_stream
 from processor.errors import TopologyMismatch
 from schemas.envelope import routing_key
 
+INGRESS = "zenoti.ingress"
+PARKED = "zenoti.ingress.parked"
 EVENTS = "zenoti.events"
 UNROUTED = "zenoti.unrouted"
 DEAD = "zenoti.dead"
 ENRICHED = "zenoti.enriched"
 UNCLAIMED = "zenoti.enriched.unclaimed"
+_RETENTION = Retention()  # the settings' defaults
 # RabbitMQ's reply to a redeclaration with other arguments, e.g. "PRECONDITION_FAILED -
 # inequivalent arg 'x-delivery-limit' for queue 'q' in vhost 'v': received '5' but current is '10'"
 _INEQUIVALENT = re.compile(
@@ -81,13 +102,16 @@ class Binding:
 async def declare(
     channel: AbstractChannel, bindings: Sequence[Binding], *,
     retry_tiers: Sequence[float] = (), delivery_limit: int = 10,
+    archive: Retention = _RETENTION,
 ) -> None:
     """Declare every exchange, queue and binding; safe to run any number of times.
 
     Raises ``TopologyMismatch`` if one exists with other arguments; ``channel`` is then closed
-    (the broker closes it)."""
+    (the broker closes it). The archive is made with ``archive`` if it does not exist; if it
+    does with another retention, that is logged and left (see the module)."""
     try:
         await _declare(channel, bindings, retry_tiers, delivery_limit)
+        await _declare_archive(channel, archive)
     except ChannelPreconditionFailed as exc:
         raise mismatch(str(exc.args[0]) if exc.args else "") from exc
 
@@ -141,6 +165,20 @@ async def _declare(
                 delay_queue_name(binding.handler, seconds), durable=True,
                 arguments=_delay_queue(work, seconds),
             )
+
+
+async def _declare_archive(channel: AbstractChannel, retention: Retention) -> None:
+    """The fanouts in front of ``zenoti.events`` and ``zenoti.unrouted``, and the stream
+    behind them."""
+    events = await channel.get_exchange(EVENTS, ensure=False)
+    unrouted = await channel.get_exchange(UNROUTED, ensure=False)
+    ingress = await channel.declare_exchange(INGRESS, ExchangeType.FANOUT, durable=True)
+    parked = await channel.declare_exchange(PARKED, ExchangeType.FANOUT, durable=True)
+    archive = await declare_stream(channel, ARCHIVE, retention)
+    for source in (ingress, parked):
+        await archive.bind(source)
+    await events.bind(ingress)
+    await unrouted.bind(parked)
 
 
 def _work_queue(name: str, delivery_limit: int) -> FieldTable:

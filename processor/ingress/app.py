@@ -7,11 +7,13 @@ Per delivery (``POST|PUT|PATCH /webhooks/zenoti[/{tenant}]``):
 2. empty body -> 200, nothing published (Zenoti's unsigned "test trigger")
 3. ``zenoti-webhook-signature`` checked against the tenant's secrets -> 401
 4. the envelope parsed. A *signed* body that is not the envelope (not JSON, ``data`` not an
-   object, no ``event_type``) is still accepted: parked in ``zenoti.unrouted`` with reason
+   object, no ``event_type``) is still accepted: parked in ``zenoti.unrouted`` (through
+   ``zenoti.ingress.parked``, so the archive keeps it too) with reason
    ``invalid_envelope`` and answered 202, because every 4xx Zenoti gets for a signed delivery
    counts towards switching the webhook off. 400 naming the problem only for a tenant that
    accepts unsigned deliveries (``ALLOW_UNSIGNED``), where anyone could have sent it.
-5. the raw bytes published to ``zenoti.events`` (routing key = normalised event type), and
+5. the raw bytes published to ``zenoti.ingress`` (routing key = normalised event type), a
+   fanout to the archive stream and ``zenoti.events`` (``processor.broker.topology``), and
    202 only after the broker's confirm. With a spool (``SPOOL_DIR``): no confirm within
    ``confirm_timeout`` (the broker away, blocked, or the connection lost) -> the delivery is
    written to the spool and 202 once it is on disk; while the spool holds anything, every
@@ -41,7 +43,7 @@ from structlog.typing import FilteringBoundLogger
 from processor import logs
 from processor import message as m
 from processor.broker.publisher import ConfirmedPublisher
-from processor.broker.topology import EVENTS, UNROUTED
+from processor.broker.topology import INGRESS, PARKED
 from processor.errors import (
     BodyTimeout,
     BrokerUnavailable,
@@ -160,13 +162,14 @@ class Ingress:
         )
 
     async def _park(self, tenant: str, body: bytes, problem: InvalidEnvelope) -> web.Response:
-        """Keep a signed body that is not the envelope in ``zenoti.unrouted``, with why."""
+        """Keep a signed body that is not the envelope in ``zenoti.unrouted`` (and the
+        archive), with why."""
         key, event_type = _loose_identity(body)
         said = problem.message[:300]  # it may quote the body at any length
         self._log.info("delivery.parked", tenant=tenant, reason="invalid_envelope",
                        detail=said)
         return await self._publish(
-            tenant, key, body, routing_key(event_type or "invalid"), exchange=UNROUTED,
+            tenant, key, body, routing_key(event_type or "invalid"), exchange=PARKED,
             event_type=event_type, outcome="parked", problem=said,
             parked=MessageMeta(reason="invalid_envelope", error=problem.message,
                                dead_at=datetime.now(UTC)),
@@ -174,7 +177,7 @@ class Ingress:
 
     async def _publish(
         self, tenant: str, key: str, body: bytes, key_for_routing: str, *,
-        exchange: str = EVENTS, event_type: str | None = None, delivery_id: str | None = None,
+        exchange: str = INGRESS, event_type: str | None = None, delivery_id: str | None = None,
         outcome: str = "accepted", problem: str | None = None, parked: MessageMeta | None = None,
     ) -> web.Response:
         """Publish ``body`` under the tenant-scoped id of ``key`` unless already accepted;
@@ -233,7 +236,7 @@ class Ingress:
         key = event_key(None, body)
         try:
             return await self._publish(
-                tenant, key, body, "invalid", exchange=UNROUTED, outcome="parked",
+                tenant, key, body, "invalid", exchange=PARKED, outcome="parked",
                 problem=str(exc)[:300],
                 parked=MessageMeta(reason="publish_refused", error=str(exc)[:1000]),
             )

@@ -16,6 +16,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from processor.broker import topology
 from processor.broker.connect import connect
+from processor.broker.stream import Retention
 from processor.broker.topology import ENRICHED
 from processor.logs import get_logger
 from processor.message import TENANT, text
@@ -52,7 +53,8 @@ async def tap(settings: Settings, key: str, count: int, seconds: float) -> int:
 
     async with connection:
         channel = await connection.channel()
-        await topology.declare(channel, [])  # the exchanges, as the other processes make them
+        # The exchanges (and the archive), as the other processes make them.
+        await topology.declare(channel, [], archive=Retention.of(settings))
         exchange = await channel.get_exchange(ENRICHED)
         queue = await channel.declare_queue(exclusive=True, auto_delete=True)
         await queue.bind(exchange, routing_key=key)

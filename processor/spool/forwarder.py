@@ -30,7 +30,7 @@ from structlog.typing import FilteringBoundLogger
 
 from processor import logs
 from processor.broker.protocols import Publisher
-from processor.broker.topology import EVENTS, UNROUTED
+from processor.broker.topology import EVENTS, INGRESS, PARKED, UNROUTED
 from processor.errors import BrokerUnavailable, PublishRefused
 from processor.message import TENANT, MessageMeta
 from processor.settings import Settings
@@ -200,11 +200,13 @@ class Forwarding:
 
 
 def _trusted(record: Spooled) -> bool:
-    """Whether ``record`` is one this ingress writes: to ``zenoti.events`` or
-    ``zenoti.unrouted``, under its own tenant's id. A record written by anything else into
-    the directory (its volume mounted elsewhere, say) is never published with our rights."""
+    """Whether ``record`` is one this ingress writes: to ``zenoti.ingress`` or
+    ``zenoti.ingress.parked`` (before the archive: ``zenoti.events`` or ``zenoti.unrouted``,
+    forwarded as written, so not archived), under its own tenant's id. A record written by
+    anything else into the directory (its volume mounted elsewhere, say) is never published
+    with our rights."""
     tenant = record.headers.get(TENANT)
-    return (record.exchange in (EVENTS, UNROUTED) and isinstance(tenant, str)
+    return (record.exchange in (INGRESS, PARKED, EVENTS, UNROUTED) and isinstance(tenant, str)
             and record.message_id.startswith(tenant + ":"))
 
 

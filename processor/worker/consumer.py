@@ -38,6 +38,7 @@ from structlog.typing import FilteringBoundLogger
 from processor.broker import topology
 from processor.broker.connect import Addresses, connect
 from processor.broker.publisher import ConfirmedPublisher
+from processor.broker.stream import Retention
 from processor.settings import Settings
 from processor.worker.dispatch import Dispatcher
 
@@ -123,6 +124,7 @@ class Worker:
         await topology.declare(
             setup, self._bindings, retry_tiers=self._settings.retry_tiers,
             delivery_limit=self._settings.delivery_limit,
+            archive=Retention.of(self._settings),
         )
         await setup.close()
 

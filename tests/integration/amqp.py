@@ -11,6 +11,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from processor.broker import topology
+from processor.broker.stream import ARCHIVE
 from processor.broker.topology import Binding, delay_queue_name
 from processor.settings import Settings
 
@@ -34,12 +35,12 @@ async def reset(url: str, bindings: list[Binding]) -> None:
     """Delete what the topology declares, so a test starts from nothing."""
     async with channel(url) as ch:
         delays = [delay_queue_name(b.handler, t) for b in bindings for t in DEFAULT_TIERS]
-        for name in [topology.UNROUTED, topology.UNCLAIMED,
+        for name in [topology.UNROUTED, topology.UNCLAIMED, ARCHIVE,
                      *[topology.queue_name(b.handler) for b in bindings],
                      *[topology.dead_queue_name(b.handler) for b in bindings], *delays]:
             await ch.queue_delete(name)
-        for name in (topology.EVENTS, topology.UNROUTED, topology.DEAD, topology.ENRICHED,
-                     topology.UNCLAIMED):
+        for name in (topology.INGRESS, topology.PARKED, topology.EVENTS, topology.UNROUTED,
+                     topology.DEAD, topology.ENRICHED, topology.UNCLAIMED):
             await ch.exchange_delete(name)
 
 

@@ -105,3 +105,19 @@ def test_a_tenant_name_with_a_trailing_newline_is_refused(monkeypatch: pytest.Mo
     monkeypatch.setenv("ZENOTI_EVENTS_TENANTS", '{"acme\\n": {}}')
     with pytest.raises(ValueError, match="tenant names"):
         Settings()
+
+
+def test_the_archive_keeps_7_days_and_10_gib_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings()
+    assert (settings.archive_max_age, settings.archive_max_bytes) == ("7D", 10 * 1024**3)
+    monkeypatch.setenv("ZENOTI_EVENTS_ARCHIVE_MAX_AGE", "36h")
+    assert Settings().archive_max_age == "36h"
+
+
+@pytest.mark.parametrize("age", ["7 days", "7d", "0D", "D", "1.5h", ""])
+def test_an_archive_age_rabbitmq_cannot_read_is_refused(
+    monkeypatch: pytest.MonkeyPatch, age: str,
+) -> None:
+    monkeypatch.setenv("ZENOTI_EVENTS_ARCHIVE_MAX_AGE", age)
+    with pytest.raises(ValueError, match="archive_max_age"):
+        Settings()

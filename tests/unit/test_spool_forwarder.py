@@ -13,7 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from processor.broker.protocols import Headers
-from processor.broker.topology import EVENTS, UNROUTED
+from processor.broker.topology import EVENTS, INGRESS, PARKED, UNROUTED
 from processor.errors import BrokerUnavailable, PublishRefused
 from processor.logs import get_logger
 from processor.metrics import Metrics
@@ -188,6 +188,21 @@ async def test_a_record_this_ingress_would_never_write_is_kept_not_published(
     assert [m for _, m, _ in broker.taken] == ["acme:2"]
     assert [e["event"] for e in logs if e["log_level"] == "error"] == ["spool.record_rejected"]
     assert len(list((tmp_path / "refused").iterdir())) == 1
+    assert spool.empty
+    await spool.close()
+
+
+async def test_records_of_this_version_and_of_the_one_before_the_archive_are_all_forwarded(
+    tmp_path: Path,
+) -> None:
+    spool, broker = await _filled(tmp_path, 0), Broker()
+    exchanges = [INGRESS, PARKED, EVENTS, UNROUTED]  # the last two: spooled before the upgrade
+    for n, exchange in enumerate(exchanges):
+        await spool.append(Spooled(exchange, "invoice.closed", f"acme:{n}", {"tenant": "acme"},
+                                   b"{}", 1.0))
+    await _forwarder(spool, broker).forward_batch()
+    assert [(x, m) for x, m, _ in broker.taken] == [
+        (x, f"acme:{n}") for n, x in enumerate(exchanges)]
     assert spool.empty
     await spool.close()
 
