@@ -21,6 +21,10 @@ header                     written by           holds
 ``x-zenoti-handler``, ``x-zenoti-dead-at``  worker  who parked it, and when
 ``x-zenoti-routing-key``   dlq                  the key it was parked with, kept for replay
 ``x-zenoti-replayed-at``, ``x-zenoti-replay-count``  dlq  replays of a parked message
+``x-zenoti-replay-of``     replay, worker       the id of the archived message a replay copies
+                                                (also on its outputs); the worker runs it even
+                                                if it handled that id already
+``x-zenoti-replayed-by``, ``x-zenoti-replayed-at``  replay  who replayed it (``user@host``), when
 =========================  ===================  ============================================
 
 Readers never trust a header: ``MessageMeta.from_headers`` accepts bytes or text, and a value
@@ -53,6 +57,8 @@ DEAD_AT = "x-zenoti-dead-at"
 ROUTING_KEY = "x-zenoti-routing-key"
 REPLAYED_AT = "x-zenoti-replayed-at"
 REPLAY_COUNT = "x-zenoti-replay-count"
+REPLAY_OF = "x-zenoti-replay-of"
+REPLAYED_BY = "x-zenoti-replayed-by"
 DEATHS = "x-death"
 DELIVERY_COUNT = "x-delivery-count"
 # Set by the broker on dead-lettering and redelivery; a copy we publish is a new message and
@@ -85,6 +91,7 @@ class MessageMeta(NamedTuple):
     error: str | None = None
     parked_by: str | None = None
     dead_at: datetime | None = None
+    replay_of: str | None = None
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, Any] | None) -> MessageMeta:
@@ -94,7 +101,7 @@ class MessageMeta(NamedTuple):
             as_text(get(TENANT)), as_text(get(EVENT_TYPE)), as_text(get(EVENT_ID)),
             as_text(get(DELIVERY_ID)), moment(get(RECEIVED_AT)), count(get(ATTEMPT)) or 1,
             moment(get(FIRST_FAILURE)), as_text(get(REASON)), as_text(get(ERROR)),
-            as_text(get(PARKED_BY)), moment(get(DEAD_AT)),
+            as_text(get(PARKED_BY)), moment(get(DEAD_AT)), as_text(get(REPLAY_OF)),
         )
 
     def to_headers(self) -> HeadersType:
@@ -107,7 +114,7 @@ class MessageMeta(NamedTuple):
             # fit one AMQP frame makes the broker close the connection.
             FIRST_FAILURE: self.first_failure_at, REASON: self.reason,
             ERROR: header_text(self.error),
-            PARKED_BY: self.parked_by, DEAD_AT: self.dead_at,
+            PARKED_BY: self.parked_by, DEAD_AT: self.dead_at, REPLAY_OF: self.replay_of,
         }
         return headers_of(values)
 

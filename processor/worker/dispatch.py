@@ -4,7 +4,10 @@ A message is acked only after the handler returned and its output was confirmed,
 retry copy or dead letter was confirmed by the broker: at every instant the message exists in
 at least one queue. If even that publish fails, the message is nacked back to its queue.
 An event this handler already handled (same tenant and key, remembered by ``done``) is acked
-unrun. ``handle`` gets ``handler_timeout`` seconds; past it the message is retried.
+unrun, unless it is a replay from the archive (``x-zenoti-replay-of``): running it again is
+what the operator asked for. It is still remembered once handled, and its outputs carry
+``x-zenoti-replay-of`` beside their stable ids, so consumers can tell a re-run from a
+duplicate. ``handle`` gets ``handler_timeout`` seconds; past it the message is retried.
 """
 
 from __future__ import annotations
@@ -77,7 +80,8 @@ class Dispatcher:
 
     async def _process(self, message: IncomingMessage, meta: MessageMeta) -> None:
         done_key = self._done_key(message, meta)
-        if done_key and await self._done.seen(done_key):
+        replayed = meta.replay_of is not None  # re-run on purpose: never a duplicate
+        if done_key and not replayed and await self._done.seen(done_key):
             await message.ack()
             self._outcomes["duplicate"].inc()
             self._log.info("message.duplicate")
@@ -102,14 +106,15 @@ class Dispatcher:
         try:
             tenant = self._tenant_of(meta, message.headers)
             event = decode_event(message.body, self.handler.schema, meta, tenant)
-            await self._handle(event)
+            await self._handle(event, meta.replay_of)
         except Exception as exc:
             return decide(exc)
         return decide(None)
 
-    async def _handle(self, event: Event[Any]) -> None:
+    async def _handle(self, event: Event[Any], replay_of: str | None) -> None:
+        context = self._context(event, replay_of)
         try:
-            await within(self._handler_timeout, self.handler.handle(event, self._context(event)))
+            await within(self._handler_timeout, self.handler.handle(event, context))
         except DeadlineExceeded:
             raise HandlerTimeout(f"handle did not finish within {self._handler_timeout:g} s"
                                  ) from None
@@ -125,14 +130,14 @@ class Dispatcher:
             raise PermanentError(f"tenant {tenant!r} is not configured in this worker")
         return tenant
 
-    def _context(self, event: Event[Any]) -> Context:
+    def _context(self, event: Event[Any], replay_of: str | None) -> Context:
         async def publish(name: str, model: BaseModel) -> None:
             await self._publisher.publish(
                 ENRICHED, name, model.model_dump_json().encode(),
                 message_id=output_id(event.tenant, event.key, self.handler.name, name),
                 headers=headers_of({m.TENANT: event.tenant, m.HANDLER: self.handler.name,
                                     m.SOURCE_EVENT_TYPE: event.event_type,
-                                    m.RECEIVED_AT: event.received_at}),
+                                    m.RECEIVED_AT: event.received_at, m.REPLAY_OF: replay_of}),
                 confirm_timeout=self._timeout,
             )
 
@@ -177,7 +182,7 @@ class Dispatcher:
         parked = Fate(Outcome.DEAD_LETTER, exc.reason, f"{fate.reason}: {exc}"[:1000])
         was = MessageMeta.from_headers(message.headers)
         identity = MessageMeta(was.tenant, was.event_type, was.event_id, was.delivery_id,
-                               was.received_at).to_headers()
+                               was.received_at, replay_of=was.replay_of).to_headers()
         try:
             await self._dead_letter(message, parked, {**identity, m.ATTEMPT: 1})
         except PublishRefused:

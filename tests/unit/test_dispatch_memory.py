@@ -79,12 +79,13 @@ class Rig:
             retry=RetryPolicy("tiny", [5.0], limits, random.Random(7)),
             done=MemoryDeduplicator(600, 100), metrics=self.metrics, log=get_logger(test="mem"))
 
-    def send(self, key: str, data: object = None, *, message_id: str | None = None) -> None:
-        """An event as the ingress publishes it."""
+    def send(self, key: str, data: object = None, *, message_id: str | None = None,
+             headers: dict[str, Any] | None = None) -> None:
+        """An event as the ingress publishes it (``headers``: more of them)."""
         body = json.dumps({"event_id": key, "event_type": "Test.Tiny",
                            "data": {"n": 1} if data is None else data}).encode()
         self.broker.route(EVENTS, "test.tiny", Queued(
-            body, {m.TENANT: "default", m.EVENT_TYPE: "Test.Tiny"},
+            body, {m.TENANT: "default", m.EVENT_TYPE: "Test.Tiny", **(headers or {})},
             message_id=message_id or f"default:{key}", content_type="application/json"))
 
     async def run(self) -> int:
@@ -222,6 +223,37 @@ async def test_a_duplicate_of_a_handled_event_is_acked_without_running_it(rig: R
     assert [d.settled for d in rig.delivered] == ["ack", "ack", "ack"]
     assert rig.handler.calls["k1"] == 1 and len(outputs(rig.broker)) == 1
     assert rig.outcome("duplicate") == 2
+
+
+async def test_a_replay_from_the_archive_runs_a_handled_event_again_and_says_so_on_its_output(
+    rig: Rig,
+) -> None:
+    rig.send("k1")
+    rig.send("k1", headers={m.REPLAY_OF: "default:k1"})
+    rig.send("k1", headers={m.REPLAY_OF: "default:k1"})  # replayed twice: run twice
+    rig.send("k1")  # still remembered: a plain duplicate after the replays
+    assert await rig.run() == 4
+    assert rig.handler.calls["k1"] == 3 and rig.outcome("duplicate") == 1
+    first, *replays = rig.broker.messages(UNCLAIMED)
+    assert m.REPLAY_OF not in first.headers
+    assert [o.headers[m.REPLAY_OF] for o in replays] == ["default:k1", "default:k1"]
+    # The same stable id: a consumer that de-duplicates drops it; one that reads the header
+    # knows it is a re-run.
+    assert {o.message_id for o in (first, *replays)} == {
+        m.output_id("default", "k1", "tiny", "test.done")}
+
+
+async def test_a_replay_that_fails_keeps_its_provenance_into_its_retry(rig: Rig) -> None:
+    rig.send("k1")
+    await rig.run()
+    rig.handler.script["k1"] = [ZenotiUnavailable("503")]
+    rig.send("k1", headers={m.REPLAY_OF: "default:k1"})
+    await rig.run()
+    [retry] = rig.broker.messages(DELAY)
+    assert retry.headers[m.REPLAY_OF] == "default:k1"  # so its next attempt runs too
+    rig.broker.advance(5.0)
+    await rig.run()
+    assert rig.handler.calls["k1"] == 3 and rig.outcome("duplicate") == 0
 
 
 async def test_a_failed_event_is_not_a_duplicate_when_it_comes_back(rig: Rig) -> None:
