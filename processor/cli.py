@@ -17,7 +17,7 @@ from processor.dev import scaffold
 from processor.dev import stack as devstack
 from processor.dev.sandbox.cli import add_sandbox_parser, add_simulate_parser
 from processor.errors import ConfigError
-from processor.ops import dlq, tap
+from processor.ops import archive_cli, dlq, tap
 from processor.settings import Settings
 from processor.worker import plugins
 
@@ -113,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     add_simulate_parser(sub)
     tap.add_parser(sub)
     dlq.add_parser(sub)
+    archive_cli.add_parsers(sub)
     devstack.add_parser(sub)
     scaffold.add_parser(sub)
     return parser

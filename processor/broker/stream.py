@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -87,7 +87,7 @@ def offset_of(message: AbstractIncomingMessage) -> int:
 
 
 async def read(channel: AbstractChannel, name: str, start: Offset, *, idle: float,
-               prefetch: int = 1000) -> AsyncIterator[AbstractIncomingMessage]:
+               prefetch: int = 1000) -> AsyncGenerator[AbstractIncomingMessage, None]:
     """The messages of the stream ``name`` from ``start`` on, in offset order, until none came
     for ``idle`` seconds (the stream has nothing newer) or the caller stops iterating.
     ``channel`` is given a prefetch of ``prefetch``: use one for this reading alone."""

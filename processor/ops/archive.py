@@ -1,0 +1,134 @@
+"""What the archive holds: its first and last deliveries, and a count by event type.
+
+Read over AMQP, as a consumer of the stream (``processor.broker.stream``): the first delivery
+from offset ``first``, the last from the last chunk, and the count from ``since`` (or the
+first) for at most ``limit`` deliveries or until one received at ``until`` or later. Times
+are the deliveries' ``received_at`` headers: AMQP 0.9.1 does not show a stream's own chunk
+times. Nor its size on disk: ``Stats`` sums the bodies it counted, and estimates the whole
+from their mean (headers and the stream's framing add a little; ``du`` on the node's
+``stream`` directory gives the size on disk).
+
+``connection`` is the one way the archive commands reach the broker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
+
+from processor.broker import stream
+from processor.broker.connect import connect
+from processor.broker.stream import ARCHIVE, Offset
+from processor.logs import get_logger
+from processor.message import MessageMeta
+from processor.settings import Settings
+
+PARKED_TYPE = "(parked by the ingress)"
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """One end of the archive: a delivery's offset and when the ingress received it."""
+
+    offset: int
+    received_at: datetime | None
+
+
+@dataclass(slots=True)
+class Stats:
+    """The archive's ends, and what was counted between ``counted_from`` and ``counted_to``
+    (offsets): deliveries per event type (``PARKED_TYPE`` for those the ingress parked), and
+    their bodies' bytes. ``cut`` says the count stopped at its limit."""
+
+    first: Edge | None = None
+    last: Edge | None = None
+    by_type: Counter[str] = field(default_factory=Counter)
+    counted_bytes: int = 0
+    counted_from: int | None = None
+    counted_to: int | None = None
+    cut: bool = False
+
+    @property
+    def messages(self) -> int:
+        """Deliveries in the archive (offsets are consecutive from the first to the last)."""
+        if self.first is None or self.last is None:
+            return 0
+        return self.last.offset - self.first.offset + 1
+
+    @property
+    def counted(self) -> int:
+        return sum(self.by_type.values())
+
+    @property
+    def estimated_bytes(self) -> int:
+        """The bodies of every delivery, estimated from the mean of those counted."""
+        return round(self.counted_bytes / self.counted * self.messages) if self.counted else 0
+
+
+async def connection(settings: Settings, name: str) -> AbstractConnection:
+    """A connection to the broker for the ``name`` command (``replay``, ``archive``)."""
+    return await connect(settings.amqp_url.get_secret_value(), attempt_timeout=10,
+                         name=name, log=get_logger(component=name))
+
+
+async def stats(connection: AbstractConnection, *, since: datetime | None = None,
+                until: datetime | None = None, limit: int = 100_000,
+                idle: float = 2.0) -> Stats:
+    """The archive's ``Stats``: its ends, and a count from ``since`` (else the first) of at
+    most ``limit`` deliveries, stopping at the first received at ``until`` or later, or when
+    none came for ``idle`` seconds."""
+    found = Stats(first=_edge(await _first(connection, idle)))
+    found.last = _edge(await _last(connection, idle))
+    start: Offset = since if since is not None else "first"
+    channel = await connection.channel()
+    async with channel, contextlib.aclosing(stream.read(channel, ARCHIVE, start,
+                                                        idle=idle)) as messages:
+        async for message in messages:
+            meta = MessageMeta.from_headers(message.headers)
+            if until is not None and meta.received_at is not None and meta.received_at >= until:
+                break
+            if since is not None and (meta.received_at is None or meta.received_at < since):
+                continue  # from the chunk before: written with ones after ``since``
+            if found.counted >= limit:
+                found.cut = True
+                break
+            _count(found, message, meta)
+    return found
+
+
+def _count(found: Stats, message: AbstractIncomingMessage, meta: MessageMeta) -> None:
+    kind = PARKED_TYPE if meta.reason else meta.event_type or "(no event type)"
+    found.by_type[kind] += 1
+    found.counted_bytes += len(message.body)
+    offset = stream.offset_of(message)
+    found.counted_from = offset if found.counted_from is None else found.counted_from
+    found.counted_to = offset
+
+
+async def _first(connection: AbstractConnection, idle: float) -> AbstractIncomingMessage | None:
+    channel = await connection.channel()
+    async with channel, contextlib.aclosing(stream.read(channel, ARCHIVE, "first", idle=idle,
+                                                        prefetch=1)) as messages:
+        async for message in messages:
+            return message
+    return None
+
+
+async def _last(connection: AbstractConnection, idle: float) -> AbstractIncomingMessage | None:
+    """The last delivery: the last of the last chunk (the stream's ``last`` offset)."""
+    last = None
+    channel = await connection.channel()
+    async with channel:
+        async for message in stream.read(channel, ARCHIVE, "last", idle=idle):
+            last = message
+    return last
+
+
+def _edge(message: AbstractIncomingMessage | None) -> Edge | None:
+    if message is None:
+        return None
+    return Edge(stream.offset_of(message), MessageMeta.from_headers(message.headers).received_at)
