@@ -9,7 +9,10 @@ fresh archive; the window is the ``W`` (default 10,000) sent from the middle on.
   comparison, by reading from the first offset until a delivery of the window comes; and how
   many deliveries before the window the timestamp seek still reads (chunks, whole seconds);
 - replaying the window to one handler's work queue at an unbounded rate: copies/s; and a
-  dry run (reading and selecting only): deliveries/s.
+  dry run (reading and selecting only): deliveries/s;
+- what the archive costs the ingress: the confirm's median and p99 of one delivery at a time
+  (as one request waits for its own) through ``zenoti.ingress`` (work queue and stream) and
+  straight to ``zenoti.events`` (work queue alone, as before the archive).
 
 Writes ``bench/results/replay.json``; takes about a minute here. Every queue and exchange it
 declared is deleted at the end.
@@ -21,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -90,6 +94,22 @@ async def replayed(connection: AbstractConnection, since: datetime, until: datet
     return summary, time.perf_counter() - began  # stopped past the window, not by idling
 
 
+async def confirm_latency(connection: AbstractConnection, exchange: str,
+                          count: int = 2000) -> tuple[float, float]:
+    """Median and p99 milliseconds of a confirm, one delivery at a time."""
+    channel = await connection.channel(publisher_confirms=True)
+    target = await channel.get_exchange(exchange)
+    seconds = []
+    for n in range(count):
+        began = time.perf_counter()
+        await target.publish(aio_pika.Message(
+            BODY, message_id=f"latency:{n}", delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            "guest.membership.freeze")
+        seconds.append(time.perf_counter() - began)
+    seconds.sort()
+    return (round(seconds[count // 2] * 1000, 2), round(seconds[count * 99 // 100] * 1000, 2))
+
+
 async def measure(count: int, window: int) -> dict[str, object]:
     connection = await aio_pika.connect(broker.URL)
     async with connection:
@@ -105,13 +125,18 @@ async def measure(count: int, window: int) -> dict[str, object]:
         dry, dry_seconds = await replayed(connection, since, until, dry_run=True)
         sent, sent_seconds = await replayed(connection, since, until, dry_run=False)
         await (await channel.get_queue("zenoti.h.membership-freeze")).purge()
+        archived = await confirm_latency(connection, topology.INGRESS)
+        direct = await confirm_latency(connection, topology.EVENTS)
+        await (await channel.get_queue("zenoti.h.membership-freeze")).purge()
     return {"messages": count, "window": window, "fill_per_second": round(count / filled),
             "seek_by_timestamp_seconds": round(by_time, 4),
             "read_before_window_by_timestamp": skipped,
             "seek_by_scan_seconds": round(by_scan, 3), "read_before_window_by_scan": scanned,
             "dry_run_read": dry.read, "dry_run_per_second": round(dry.read / dry_seconds),
             "replayed": sum(sent.published.values()), "replay_seconds": round(sent_seconds, 2),
-            "replayed_per_second": round(sum(sent.published.values()) / sent_seconds)}
+            "replayed_per_second": round(sum(sent.published.values()) / sent_seconds),
+            "confirm_ms_with_archive": {"p50": archived[0], "p99": archived[1]},
+            "confirm_ms_without_archive": {"p50": direct[0], "p99": direct[1]}}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -120,10 +145,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=10_000)
     args = parser.parse_args(argv)
     broker.ensure_vhost()
+    load = os.getloadavg()[0]
     try:
         figures = asyncio.run(measure(args.messages, args.window))
     finally:
         asyncio.run(broker.delete_all())
+    # Others' work on the machine shows here: the figures are only as good as it was quiet.
+    figures["load_average_1m"] = {"before": round(load, 2), "after": round(os.getloadavg()[0], 2)}
     figures["when"] = datetime.now(UTC).isoformat(timespec="seconds")
     figures["machine"] = machine.describe()
     RESULTS.write_text(json.dumps(figures, indent=2) + "\n")

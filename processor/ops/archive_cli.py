@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import os
 import re
 import socket
 import sys
@@ -80,7 +81,7 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
     window = replay.Window(args.since, args.until or datetime.now(UTC), args.tenant,
                            args.event_type)
     plan = replay.Plan(window, bindings, frozenset(args.handler) if args.handler else None,
-                       args.by or f"{getpass.getuser()}@{socket.gethostname()}", args.rate,
+                       args.by or _who(), args.rate,
                        args.dry_run, args.late, args.idle, settings.confirm_timeout)
     summary, line = replay.Summary(), _Line()
     failed = _broker_run(_replaying(settings, plan, summary, line), "replay") is None
@@ -194,6 +195,15 @@ def _printable(text: str, most: int = 200) -> str:
     escaped = _UNPRINTABLE.sub(lambda c: f"\\x{ord(c.group()):02x}" if ord(c.group()) <= 0xFF
                                else f"\\u{ord(c.group()):04x}", text)
     return escaped if len(escaped) <= most else escaped[:most] + "..."
+
+
+def _who() -> str:
+    """``user@host``; a container's uid may have no user name (no passwd entry)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = f"uid-{os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
 
 
 def _instant(text: str) -> datetime:
