@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
@@ -80,16 +80,19 @@ async def stats(connection: AbstractConnection, *, since: datetime | None = None
                 idle: float = 2.0) -> Stats:
     """The archive's ``Stats``: its ends, and a count from ``since`` (else the first) of at
     most ``limit`` deliveries, stopping at the first received at ``until`` or later, or when
-    none came for ``idle`` seconds."""
+    none came for ``idle`` seconds. What is received while it reads is not counted (a live
+    archive would never fall idle)."""
+    began = datetime.now(UTC)
+    until = began if until is None else min(until, began)
     found = Stats(first=_edge(await _first(connection, idle)))
-    found.last = _edge(await _last(connection, idle))
+    found.last = _edge(await _last(connection, idle, began))
     start: Offset = since if since is not None else "first"
     channel = await connection.channel()
     async with channel, contextlib.aclosing(stream.read(channel, ARCHIVE, start,
                                                         idle=idle)) as messages:
         async for message in messages:
             meta = MessageMeta.from_headers(message.headers)
-            if until is not None and meta.received_at is not None and meta.received_at >= until:
+            if meta.received_at is not None and meta.received_at >= until:
                 break
             if since is not None and (meta.received_at is None or meta.received_at < since):
                 continue  # from the chunk before: written with ones after ``since``
@@ -118,12 +121,18 @@ async def _first(connection: AbstractConnection, idle: float) -> AbstractIncomin
     return None
 
 
-async def _last(connection: AbstractConnection, idle: float) -> AbstractIncomingMessage | None:
-    """The last delivery: the last of the last chunk (the stream's ``last`` offset)."""
+async def _last(connection: AbstractConnection, idle: float,
+                began: datetime) -> AbstractIncomingMessage | None:
+    """The last delivery received before ``began``: from the last chunk (the stream's
+    ``last`` offset) on, until one received after it."""
     last = None
     channel = await connection.channel()
-    async with channel:
-        async for message in stream.read(channel, ARCHIVE, "last", idle=idle):
+    async with channel, contextlib.aclosing(stream.read(channel, ARCHIVE, "last",
+                                                        idle=idle)) as messages:
+        async for message in messages:
+            received = MessageMeta.from_headers(message.headers).received_at
+            if received is not None and received > began:
+                break
             last = message
     return last
 

@@ -18,7 +18,8 @@ A copy is the archived message (body, message id, content type, headers) with
 outputs keep their stable ids and say ``x-zenoti-replay-of`` (``processor.worker.dispatch``).
 Skipped, and counted by reason: deliveries no handler takes (or none of those named), those
 the ingress parked itself (not an envelope: ``dlq replay unrouted`` is their way), and a
-second copy of one message id (the spool's at-least-once forwarding can archive two).
+second copy of one message id among the last ``_REMEMBERED`` sent (the spool's at-least-once
+forwarding can archive two, a forwarding window apart: close in the stream).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -41,6 +42,8 @@ from processor.broker.topology import Binding, queue_name
 from processor.errors import BrokerUnavailable
 from processor.message import MessageMeta
 from schemas.envelope import routing_key
+
+_REMEMBERED = 100_000  # message ids a replay remembers sending (about 15 MB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +107,7 @@ async def replay(reading: AbstractChannel, publishing: AbstractChannel, plan: Pl
     """Run ``plan``, counting into ``summary`` (returned): read on ``reading`` (a channel of
     its own), send on ``publishing`` (with publisher confirms). Raises ``BrokerUnavailable``
     when a copy is not confirmed; ``summary`` then says what was done before."""
-    seen: set[str] = set()
+    seen = _Recent(_REMEMBERED)
     start = plan.window.since - timedelta(seconds=plan.late)
     stop_at = min(plan.window.until + timedelta(seconds=plan.late), datetime.now(UTC))
     pace = _Pace(plan.rate)
@@ -131,7 +134,7 @@ def _count(summary: Summary, message: AbstractIncomingMessage) -> None:
 
 
 async def _take(message: AbstractIncomingMessage, meta: MessageMeta, plan: Plan,
-                summary: Summary, seen: set[str], pace: _Pace,
+                summary: Summary, seen: _Recent, pace: _Pace,
                 publishing: AbstractChannel) -> None:
     """Send one selected delivery to its handlers, or count why not."""
     message_id = message.message_id or f"{ARCHIVE}@{stream.offset_of(message)}"
@@ -175,6 +178,24 @@ async def _publish(channel: AbstractChannel, copy: aio_pika.Message, queue: str,
                                                timeout=confirm_within)
     except Exception as exc:  # nack, returned (no such queue), timeout, closed channel
         raise BrokerUnavailable(f"{queue}: not confirmed: {type(exc).__name__}") from exc
+
+
+class _Recent:
+    """The last ``size`` texts added, for ``in``."""
+
+    def __init__(self, size: int) -> None:
+        self._order: deque[str] = deque()
+        self._set: set[str] = set()
+        self._size = size
+
+    def __contains__(self, text: str) -> bool:
+        return text in self._set
+
+    def add(self, text: str) -> None:
+        if len(self._order) >= self._size:
+            self._set.discard(self._order.popleft())
+        self._order.append(text)
+        self._set.add(text)
 
 
 class _Pace:

@@ -11,6 +11,7 @@ import pytest
 
 from processor.broker import topology
 from processor.cli import main
+from processor.ops import archive, replay
 from tests.conftest import Broker
 from tests.integration.amqp import TEST_BINDINGS, channel, depth, reset
 
@@ -90,3 +91,31 @@ async def test_the_replay_command_sends_through_the_handler_named_and_says_what_
     assert await command(monkeypatch, broker.url, "replay", "--since", since, "--handler",
                          "nope") == 2
     assert "no installed handler named nope" in capsys.readouterr().err
+
+
+async def test_stats_and_replay_end_while_deliveries_keep_coming(broker: Broker) -> None:
+    await reset(broker.url, TEST_BINDINGS)
+    async with channel(broker.url) as ch:
+        await topology.declare(ch, TEST_BINDINGS)
+    await accept(broker.url, [(f"o{n}", "Guestpass.redeemed") for n in range(5)],
+                 datetime.now(UTC) - timedelta(minutes=10))
+
+    async def live() -> None:  # one delivery every 50 ms: the archive never falls idle
+        for n in range(10_000):
+            await accept(broker.url, [(f"l{n}", "Guestpass.redeemed")], datetime.now(UTC))
+            await asyncio.sleep(0.05)
+
+    feeding = asyncio.create_task(live())
+    try:
+        connection = await aio_pika.connect(broker.url)
+        async with connection, asyncio.timeout(20):
+            found = await archive.stats(connection, idle=1.0)
+            window = replay.Window(datetime.now(UTC) - timedelta(hours=1),
+                                   datetime.now(UTC) + timedelta(hours=1))
+            plan = replay.Plan(window, TEST_BINDINGS, dry_run=True, idle=1.0)
+            async with channel(broker.url) as reading:
+                summary = await replay.replay(reading, reading, plan, replay.Summary())
+    finally:
+        feeding.cancel()
+    assert found.messages >= 5 and found.counted == found.messages
+    assert summary.selected >= 5 and summary.published["guestpass-redeemed"] >= 5
