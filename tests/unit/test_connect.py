@@ -11,6 +11,7 @@ import structlog
 
 from processor.broker import connect as broker
 from processor.broker.connect import Addresses, parse, shown
+from processor.cli import main
 from processor.errors import ConfigError
 from processor.logs import get_logger
 
@@ -161,3 +162,16 @@ async def test_an_address_that_never_answers_costs_at_most_the_timeout(
     connection = await broker.connect(f"{A},{B}", attempt_timeout=0.2, name="test")
     assert isinstance(connection, FakeConnection) and connection.url == B
     assert asyncio.get_running_loop().time() - started < 1.0
+
+
+@pytest.mark.parametrize("command", ["ingress", "worker"])
+def test_a_process_given_hosts_inside_one_url_refuses_to_start_and_says_how(
+    command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("ZENOTI_EVENTS_AMQP_URL", "amqp://u:secret@h1,h2/")
+    monkeypatch.setenv("ZENOTI_EVENTS_ALLOW_UNSIGNED", "true")
+    monkeypatch.setenv("ZENOTI_EVENTS_LOG_FORMAT", "json")
+    assert main([command]) == 2  # a configuration error, before any connection
+    logged = capsys.readouterr().err
+    assert "process.config_error" in logged and "full URL" in logged
+    assert "secret" not in logged
