@@ -93,7 +93,9 @@ class Up:
 @pytest.fixture
 def up(rabbitmq_server: None, tmp_path: Path) -> Iterator[Up]:
     marker = uuid.uuid4().hex
-    env = {**os.environ, "ZENOTI_UP_TEST_MARKER": marker, "TMPDIR": str(tmp_path),
+    temporary = tmp_path / "tmp"  # what must be empty after: the spool's state is not
+    temporary.mkdir()
+    env = {**os.environ, "ZENOTI_UP_TEST_MARKER": marker, "TMPDIR": str(temporary),
            "XDG_STATE_HOME": str(tmp_path / "state"),
            "ZENOTI_EVENTS_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{free_port()}/",
            "ZENOTI_EVENTS_LOG_FORMAT": "json"}
@@ -102,7 +104,7 @@ def up(rabbitmq_server: None, tmp_path: Path) -> Iterator[Up]:
             "--worker-port", str(free_port())]
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)
-    started = Up(process, marker, tmp_path, queue.Queue(), [], [])
+    started = Up(process, marker, temporary, queue.Queue(), [], [])
     yield started
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)
@@ -148,7 +150,7 @@ def test_up_shows_the_enriched_events_and_one_summary_line_not_the_logs(up: Up) 
     assert not others, f"not an event, the summary or up's own word: {others}"
     assert not stderr, f"the services' logs are kept apart: {stderr[-3000:]}"
     # The ingress spooled nothing (the broker confirmed all), in the spool kept across runs.
-    (spool,) = (up.tmp / "state" / "zenoti-events" / "spool").iterdir()
+    (spool,) = (up.tmp.parent / "state" / "zenoti-events" / "spool").iterdir()
     assert spool.name.startswith("ingress-") and (spool / "LOCK").exists()
     assert not list(spool.glob("*.seg")), "an empty spool holds no segment"
 
