@@ -150,8 +150,9 @@ class Settings(BaseSettings):
     # kept this long ("7D": RabbitMQ's x-max-age) and up to this size, in segments of this size
     # (retention removes whole segments). Set when the stream is made; a policy changes them.
     archive_max_age: str = "7D"
-    archive_max_bytes: int = Field(default=10 * 1024**3, ge=1)
-    archive_segment_bytes: int = Field(default=100 * 1024**2, ge=4096)
+    archive_max_bytes: int = Field(default=10 * 1024**3, ge=1, le=2**63 - 1)
+    # RabbitMQ refuses a stream segment over 3,000,000,000 bytes (PRECONDITION_FAILED).
+    archive_segment_bytes: int = Field(default=100 * 1024**2, ge=4096, le=3_000_000_000)
 
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"

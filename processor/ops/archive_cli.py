@@ -214,15 +214,19 @@ def _instant(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+_MAX_SECONDS = 7 * 86_400.0  # a week: past the archive's default age, never unbounded
+_MAX_RATE = 1000.0  # copies a second: the rate bound cannot be lifted with inf or nan
+
+
 def _seconds(text: str) -> float:
     value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
+    if not 0 <= value <= _MAX_SECONDS:  # False for nan too
+        raise argparse.ArgumentTypeError(f"must be from 0 to {_MAX_SECONDS:g}")
     return value
 
 
 def _positive(text: str) -> float:
     value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be more than 0")
+    if not 0 < value <= _MAX_RATE:  # False for nan and inf too
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {_MAX_RATE:g}")
     return value

@@ -97,7 +97,9 @@ class Plan:
 
     def targets(self, meta: MessageMeta, message: AbstractIncomingMessage) -> list[str]:
         """The handlers a delivery goes to: those whose bindings take its type."""
-        key = routing_key(meta.event_type) if meta.event_type else message.routing_key
+        # The key the ingress routed it by, kept in the stream: re-deriving it from the
+        # header (cut at 1,024 characters) could route a long type elsewhere than live.
+        key = message.routing_key or (routing_key(meta.event_type) if meta.event_type else "")
         return [b.handler for b in self.bindings if key in b.routing_keys
                 and (self.handlers is None or b.handler in self.handlers)]
 

@@ -29,6 +29,7 @@ from typing import Any
 from structlog.typing import FilteringBoundLogger
 
 from processor import logs
+from processor import message as m
 from processor.broker.protocols import Publisher
 from processor.broker.topology import EVENTS, INGRESS, PARKED, UNROUTED
 from processor.errors import BrokerUnavailable, PublishRefused
@@ -204,10 +205,17 @@ def _trusted(record: Spooled) -> bool:
     ``zenoti.ingress.parked`` (before the archive: ``zenoti.events`` or ``zenoti.unrouted``,
     forwarded as written, so not archived), under its own tenant's id. A record written by
     anything else into the directory (its volume mounted elsewhere, say) is never published
-    with our rights."""
+    with our rights, nor with a header the ingress never writes (``x-zenoti-replay-of``
+    would skip the workers' de-duplication)."""
     tenant = record.headers.get(TENANT)
     return (record.exchange in (INGRESS, PARKED, EVENTS, UNROUTED) and isinstance(tenant, str)
-            and record.message_id.startswith(tenant + ":"))
+            and record.message_id.startswith(tenant + ":")
+            and _INGRESS_HEADERS.issuperset(record.headers))
+
+
+# Every header the ingress puts on a delivery (processor/ingress/app.py), parked ones included.
+_INGRESS_HEADERS = frozenset({m.TENANT, m.EVENT_TYPE, m.EVENT_ID, m.RECEIVED_AT, m.DELIVERY_ID,
+                              m.REASON, m.ERROR, m.DEAD_AT})
 
 
 def _keep_refused(spool: Spool, record: Spooled) -> str:

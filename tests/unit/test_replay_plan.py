@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import getpass
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +12,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from processor.broker.topology import Binding
 from processor.message import MessageMeta
 from processor.ops import archive_cli, replay
+from schemas.envelope import routing_key
 
 SINCE = datetime(2026, 12, 1, 8, tzinfo=UTC)
 UNTIL = SINCE + timedelta(hours=6)
@@ -44,17 +46,41 @@ def test_a_window_may_ask_for_one_tenant_and_one_type_in_any_case() -> None:
 class Archived:
     """The part of an archived message ``Plan.targets`` reads."""
 
-    routing_key = "guestpass.redeemed"
+    def __init__(self, routing_key: str) -> None:
+        self.routing_key = routing_key
 
 
-def test_each_handler_that_takes_the_type_gets_a_copy_or_only_those_named() -> None:
+def _archived(key: str) -> AbstractIncomingMessage:
+    return Archived(key)  # type: ignore[return-value]
+
+
+def test_each_handler_that_takes_its_routing_key_gets_a_copy_or_only_those_named() -> None:
     every = replay.Plan(replay.Window(SINCE, UNTIL), BINDINGS)
-    message: AbstractIncomingMessage = Archived()  # type: ignore[assignment]
-    assert every.targets(meta(SINCE), message) == ["freeze", "audit"]
-    assert every.targets(meta(SINCE, event_type="Appointment.Started"), message) == []
-    assert every.targets(meta(SINCE, event_type=None), message) == ["audit"]  # by its key
+    assert every.targets(meta(SINCE), _archived("guest.membership.freeze")) == ["freeze", "audit"]
+    assert every.targets(meta(SINCE), _archived("guestpass.redeemed")) == ["audit"]
+    assert every.targets(meta(SINCE), _archived("appointment.started")) == []
     named = replay.Plan(replay.Window(SINCE, UNTIL), BINDINGS, handlers=frozenset({"audit"}))
-    assert named.targets(meta(SINCE), message) == ["audit"]
+    assert named.targets(meta(SINCE), _archived("guest.membership.freeze")) == ["audit"]
+
+
+def test_a_delivery_goes_where_it_went_live_not_where_its_cut_header_points() -> None:
+    """The event_type header is cut at 1,024 characters; the key the ingress routed by is
+    kept in the stream, and only it says where the delivery went live."""
+    long = "Guest.Membership.Freeze" + "." * 1001 + "x"
+    every = replay.Plan(replay.Window(SINCE, UNTIL), BINDINGS)
+    assert every.targets(meta(SINCE, event_type=long), _archived(routing_key(long))) == []
+
+
+@pytest.mark.parametrize("rate", ["inf", "nan", "1e300", "0", "-1"])
+def test_the_rate_bound_cannot_be_lifted(rate: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        archive_cli._positive(rate)
+
+
+@pytest.mark.parametrize("seconds", ["inf", "nan", "-1", "1e12"])
+def test_waits_are_bounded(seconds: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        archive_cli._seconds(seconds)
 
 
 def test_the_replayer_is_named_even_where_the_uid_has_no_user(

@@ -176,7 +176,9 @@ async def test_an_empty_spool_gives_an_empty_batch(tmp_path: Path, count: int) -
     Spooled("", "zenoti.h.any", "acme:1", {"tenant": "acme"}, b"{}", 1.0),  # any queue
     Spooled(EVENTS, "invoice.closed", "other:1", {"tenant": "acme"}, b"{}", 1.0),
     Spooled(EVENTS, "invoice.closed", "acme:1", {}, b"{}", 1.0),
-], ids=["default-exchange", "another-tenants-id", "no-tenant"])
+    Spooled(EVENTS, "invoice.closed", "acme:1", {"tenant": "acme", "x-zenoti-replay-of": "x"},
+            b"{}", 1.0),
+], ids=["default-exchange", "another-tenants-id", "no-tenant", "a-header-never-written"])
 async def test_a_record_this_ingress_would_never_write_is_kept_not_published(
     tmp_path: Path, record: Spooled,
 ) -> None:
