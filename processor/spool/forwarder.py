@@ -151,7 +151,7 @@ class Forwarder:
                            dead_at=datetime.now(UTC))
         try:
             await self._publisher.publish(
-                UNROUTED, "invalid", record.body, message_id=record.message_id,
+                PARKED, "invalid", record.body, message_id=record.message_id,
                 headers={**record.headers, **meta.to_headers()},
                 confirm_timeout=self._confirm_timeout)
         except PublishRefused as again:

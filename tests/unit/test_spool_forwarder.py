@@ -114,7 +114,7 @@ async def test_a_record_the_broker_refuses_is_parked_with_why_and_the_rest_go_on
     await _forwarder(spool, broker).forward_batch()
     assert [m for x, m, _ in broker.taken if x == EVENTS] == ["acme:0", "acme:1", "acme:3",
                                                               "acme:4"]
-    [parked] = [h for x, _, h in broker.taken if x == UNROUTED]
+    [parked] = [h for x, _, h in broker.taken if x == PARKED]
     assert parked["x-zenoti-reason"] == "publish_refused" and parked["tenant"] == "acme"
     assert "larger than max" in str(parked["x-zenoti-error"])
     assert spool.empty
@@ -125,7 +125,7 @@ async def test_a_record_refused_even_as_parked_is_kept_on_disk_for_an_operator(
     tmp_path: Path,
 ) -> None:
     spool, broker = await _filled(tmp_path, 3), Broker()
-    for exchange in (EVENTS, UNROUTED):
+    for exchange in (EVENTS, PARKED):
         broker.refuse[exchange, "acme:1"] = PublishRefused("refused")
     with capture_logs() as logs:
         await _forwarder(spool, broker).forward_batch()
