@@ -4,8 +4,9 @@
 
     amqp://user:pass@rabbit-0:5672/prod,amqp://user:pass@rabbit-1:5672/prod
 
-Each URL stands alone (its own credentials, vhost, TLS, query), so a list is any mix of
-URLs. A shorthand listing hosts inside one URL (``amqp://u:p@h1,h2/v``) is refused with a
+Each URL stands alone (its own credentials, TLS options, query), but every address must be
+the same broker's: one scheme (never ``amqps`` falling back to ``amqp``) and one vhost. A
+shorthand listing hosts inside one URL (``amqp://u:p@h1,h2/v``) is refused with a
 ``ConfigError`` that says how to write it: it would be a second syntax for the same thing,
 and a comma inside a host is otherwise silently a host name that never resolves. The list
 is split only where a comma is followed by ``amqp://`` or ``amqps://``, so a comma inside a
@@ -17,7 +18,7 @@ after the last one that failed or whose connection was lost. A long-lived proces
 ``Addresses`` for its reconnect loop, so that after losing a node it tries another one first
 instead of waiting on the one that went away. A one-shot command may pass the string.
 
-The address chosen is logged without its user and password (``shown``); so are failures.
+The address chosen is logged as scheme, host, port and vhost only (``shown``); so are failures.
 """
 
 from __future__ import annotations
@@ -41,12 +42,19 @@ _SCHEMES = ("amqp", "amqps")
 def parse(urls: str) -> tuple[str, ...]:
     """The broker URLs of ``urls`` (one URL, or several separated by commas), in order.
     Raises ``ConfigError``, naming no credentials, for an empty list, a scheme other than
-    ``amqp``/``amqps``, a URL without a host, or hosts listed inside one URL."""
+    ``amqp``/``amqps``, a URL without a host or with a bad port, hosts listed inside one URL,
+    an ``@`` after the host (a password with an unencoded ``/``, ``?`` or ``#``), or a list
+    that mixes ``amqp`` with ``amqps`` or vhosts (a failover must not fall back to plain text,
+    nor split traffic between vhosts)."""
     listed = tuple(url for url in _SEPARATOR.split(urls.strip()) if url)
     if not listed:
         raise ConfigError("AMQP_URL is empty: give at least one amqp:// URL")
     for url in listed:
         _check(url)
+    kinds = {(urlsplit(url).scheme.lower(), urlsplit(url).path or "/") for url in listed}
+    if len(kinds) > 1:
+        raise ConfigError("AMQP_URL: its addresses mix amqp:// with amqps:// or name "
+                          "different vhosts; every address must be the same broker's")
     return listed
 
 
@@ -54,18 +62,35 @@ def _check(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme.lower() not in _SCHEMES:
         raise ConfigError(f"AMQP_URL: {shown(url)!r} is not an amqp:// or amqps:// URL")
+    if "@" in parts.path + parts.query + parts.fragment:
+        raise ConfigError("AMQP_URL: an address has '@' after its host; percent-encode '/', "
+                          "'?', '#' and '@' in its user and password")
     host = parts.netloc.rpartition("@")[2]
     if "," in host:
         raise ConfigError(f"AMQP_URL: {shown(url)!r} lists hosts inside one URL; write each "
                           "as a full URL, separated by commas (amqp://u:p@h1/v,amqp://u:p@h2/v)")
     if not parts.hostname:
         raise ConfigError(f"AMQP_URL: {shown(url)!r} names no host")
+    try:
+        parts.port  # noqa: B018 (urllib checks the range when it is read)
+    except ValueError:
+        raise ConfigError(f"AMQP_URL: {shown(url)!r} has a port out of range") from None
 
 
 def shown(url: str) -> str:
-    """``url`` without its user and password: what may be logged or said."""
+    """``url`` as it may be logged or said: scheme, host, port and vhost, nothing else (no
+    user, password or query). A URL that does not parse cleanly (an ``@`` after its host:
+    an unencoded password) is not shown at all."""
     parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    if "@" in parts.path + parts.query + parts.fragment:
+        return f"{parts.scheme}://(hidden: it has '@' after its host)"
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    try:
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        port = ":(out of range)"
+    return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
 
 
 class Addresses:

@@ -17,7 +17,7 @@ from processor.logs import get_logger
 
 A = "amqp://u:p@rabbit-0:5672/prod"
 B = "amqp://u:p@rabbit-1:5672/prod"
-C = "amqps://u:p@rabbit-2:5671/prod"
+C = "amqp://u:p@rabbit-2:5673/prod"
 
 
 def test_one_url_is_a_list_of_one() -> None:
@@ -52,9 +52,33 @@ def test_what_is_not_a_broker_url_is_refused_without_its_credentials(url: str) -
     assert "secret" not in str(refused.value)
 
 
-def test_shown_drops_user_and_password_only() -> None:
-    assert shown("amqps://user:pw@rabbit-2:5671/prod?heartbeat=30") == \
-        "amqps://rabbit-2:5671/prod?heartbeat=30"
+def test_shown_keeps_scheme_host_port_and_vhost_only() -> None:
+    assert shown("amqps://user:pw@rabbit-2:5671/prod?heartbeat=30") == "amqps://rabbit-2:5671/prod"
+    assert shown("amqp://u:p@[::1]:5672/") == "amqp://[::1]:5672/"
+
+
+@pytest.mark.parametrize("url", [
+    "amqp://zenoti:5555/Secret@127.0.0.1:5672/prod",  # a password with an unencoded '/'
+    "amqp://u:se?cret@h/v", "amqp://u:se#cret@h/v",
+])
+def test_a_password_that_breaks_the_url_is_never_shown_nor_said(url: str) -> None:
+    assert "ecret" not in shown(url)
+    with pytest.raises(ConfigError, match="percent-encode") as refused:
+        parse(url)
+    assert "ecret" not in str(refused.value)
+
+
+def test_a_port_out_of_range_is_a_config_error_not_a_failover_stopper() -> None:
+    with pytest.raises(ConfigError, match="port out of range"):
+        parse(f"amqp://u:p@h1:99999/v,{A}")
+
+
+@pytest.mark.parametrize("other", ["amqps://u:p@rabbit-1:5671/prod", "amqp://u:p@rabbit-1/dev"])
+def test_a_list_must_name_one_broker_one_scheme_one_vhost(other: str) -> None:
+    """A failover from amqps to amqp would send the credentials in clear; two vhosts would
+    split the traffic."""
+    with pytest.raises(ConfigError, match="mix amqp:// with amqps:// or name different vhosts"):
+        parse(f"{A},{other}")
 
 
 def test_the_first_attempt_starts_at_the_first_address() -> None:
@@ -121,7 +145,7 @@ async def test_connect_skips_dead_addresses_and_logs_them_without_credentials(
     assert [(line["event"], line["address"]) for line in logged] == [
         ("broker.address_failed", "amqp://rabbit-0:5672/prod"),
         ("broker.address_failed", "amqp://rabbit-1:5672/prod"),
-        ("broker.address_chosen", "amqps://rabbit-2:5671/prod"),
+        ("broker.address_chosen", "amqp://rabbit-2:5673/prod"),
     ]
     assert "u:p@" not in repr(logged)
 
