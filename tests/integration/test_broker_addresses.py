@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -23,7 +24,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def dead_first(broker: Broker) -> str:
     """A refused address (nothing listens there), then the tests' broker."""
-    return f"amqp://guest:guest@127.0.0.1:{quiet_port()}/,{broker.url}"
+    vhost = urlsplit(broker.url).path  # one broker's addresses: the same vhost
+    return f"amqp://guest:guest@127.0.0.1:{quiet_port()}{vhost},{broker.url}"
 
 
 @pytest.fixture
