@@ -150,7 +150,9 @@ class Cluster:
 
     def partition(self, node: PrivateNode) -> None:
         """Cut ``node`` from its peers (see the module's docstring)."""
-        node.ctl("eval", f"[begin erlang:set_cookie(N, partitioned), erlang:disconnect_node(N)"
+        # A random wrong cookie: a known one would let any local process speak for a peer.
+        wrong = f"'partitioned-{secrets.token_hex(16)}'"
+        node.ctl("eval", f"[begin erlang:set_cookie(N, {wrong}), erlang:disconnect_node(N)"
                          f" end || N <- {self._peers(node)}], ok.")
 
     def heal(self, node: PrivateNode) -> None:
