@@ -89,7 +89,7 @@ class Plan:
     bindings: Sequence[Binding]
     handlers: frozenset[str] | None = None
     by: str = "unknown"
-    rate: float = 10.0
+    rate: float = 1.0
     dry_run: bool = False
     late: float = 300.0
     idle: float = 2.0
