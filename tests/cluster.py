@@ -101,10 +101,20 @@ class Cluster:
                                    "online", "--formatter", "json")
         return {queue["name"]: queue for queue in json.loads(out)}
 
-    def leaders(self, names: list[str]) -> dict[str, str]:
-        """The node holding the leader of each quorum queue of ``names``."""
-        queues = self.queues()
-        return {name: str(queues[name]["leader"]) for name in names}
+    def leaders(self, names: list[str], timeout: float = 30.0) -> dict[str, str]:
+        """The node holding the leader of each quorum queue of ``names``, waiting (bounded)
+        while one is between leaders (listed without one, or not listed at all)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            queues = self.queues()
+            found = {name: str(queues[name]["leader"]) for name in names
+                     if name in queues and queues[name]["leader"]}
+            if len(found) == len(names):
+                return found
+            if time.monotonic() > deadline:
+                raise NodeError(f"no leader for {sorted(set(names) - set(found))} "
+                                f"after {timeout:g} s")
+            time.sleep(0.5)
 
     def wait_whole(self, names: list[str], timeout: float = 120.0) -> float:
         """Until every node answers and each queue of ``names`` has every node online as a
@@ -147,6 +157,26 @@ class Cluster:
             peer.tool("rabbitmq-upgrade", "drain", timeout=120)
         for peer in others:
             peer.tool("rabbitmq-upgrade", "revive", timeout=60)
+        self._members_back(keep=node)
+
+    def _members_back(self, keep: PrivateNode, patience: float = 20.0) -> None:
+        """Every quorum queue with all its members online again. On 3.10 a member sometimes
+        stays offline after drain and revive (seen in a review: 4 runs in 9); its node's app
+        is then restarted (a follower; never ``keep``, where the leaders are), so that a fault
+        injected next meets a whole cluster, not a queue one node from losing its majority."""
+        names = [n for n, q in self.queues().items() if q["type"] == "quorum"]
+        try:
+            self.wait_whole(names, timeout=patience)
+            return
+        except NodeError:
+            pass
+        queues = self.queues()
+        stuck = {str(m) for n in names for m in set(queues[n]["members"])
+                 - set(queues[n]["online"])}
+        for name in sorted(stuck - {keep.name}):
+            self.node(name).stop_app()
+            self.node(name).start_app()
+        self.wait_whole(names)
 
     def partition(self, node: PrivateNode) -> None:
         """Cut ``node`` from its peers (see the module's docstring)."""
