@@ -55,9 +55,14 @@ def run_until_signalled(make: Callable[[asyncio.Event], Coroutine[Any, Any, None
     async def runner() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        signals = (signal.SIGTERM, signal.SIGINT)
+        for sig in signals:
             loop.add_signal_handler(sig, stop.set)
-        await make(stop)
+        try:
+            await make(stop)
+        finally:  # uvloop leaves its handlers in place otherwise: Ctrl-C would stop nothing
+            for sig in signals:
+                loop.remove_signal_handler(sig)
 
     run_loop(runner())
     return 0
