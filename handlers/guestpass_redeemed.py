@@ -34,6 +34,7 @@ class GuestpassRedeemed:
     name: ClassVar[str] = "guestpass-redeemed"
     event_types: ClassVar[tuple[str, ...]] = ("Guestpass.redeemed",)
     schema: ClassVar[type[BaseModel]] = GuestpassRedeemedData
+    outputs: ClassVar[tuple[type[BaseModel], ...]] = (enriched.GuestpassRedeemed,)
 
     async def handle(self, event: Event[GuestpassRedeemedData], ctx: Context) -> None:
         """The snapshots first; else two calls in turn (the guest, then their memberships at
@@ -51,7 +52,7 @@ class GuestpassRedeemed:
             event, handler=self.name, guest=enriched.EnrichedGuest.from_guest(guest),
             membership=membership, guestpass=_facts(data),
         )
-        await ctx.publish(enriched.GuestpassRedeemed.event_name, output)
+        await ctx.publish(output.routing_key(), output)
         ctx.log.info("event.enriched", calls=ctx.zenoti.calls - before, guest_id=data.guest_id,
                      user_membership_id=membership.user_membership_id, balance=data.balance)
 

@@ -29,6 +29,7 @@ class MembershipFreeze:
     name: ClassVar[str] = "membership-freeze"
     event_types: ClassVar[tuple[str, ...]] = ("Guest.Membership.Freeze",)
     schema: ClassVar[type[BaseModel]] = MembershipFreezeData
+    outputs: ClassVar[tuple[type[BaseModel], ...]] = (MembershipFrozen,)
 
     async def handle(self, event: Event[MembershipFreezeData], ctx: Context) -> None:
         """The center's snapshot first; else the sale invoice, then the guest and their
@@ -43,7 +44,7 @@ class MembershipFreeze:
             event, handler=self.name, guest=EnrichedGuest.from_guest(guest),
             membership=membership, freeze=data.freeze, recurrence_status=data.recurrence_status,
         )
-        await ctx.publish(MembershipFrozen.event_name, output)
+        await ctx.publish(output.routing_key(), output)
         ctx.log.info("event.enriched", calls=ctx.zenoti.calls - before, guest_id=guest.id,
                      user_membership_id=membership.user_membership_id)
 

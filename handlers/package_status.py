@@ -29,6 +29,7 @@ class PackageStatus:
     name: ClassVar[str] = "package-status"
     event_types: ClassVar[tuple[str, ...]] = ("Guest.Package.StatusUpdate",)
     schema: ClassVar[type[BaseModel]] = PackageStatusData
+    outputs: ClassVar[tuple[type[BaseModel], ...]] = (PackageStatusChanged,)
 
     async def handle(self, event: Event[PackageStatusData], ctx: Context) -> None:
         """One call (the invoice); two more only when the webhook lacks the package. Logs
@@ -44,7 +45,7 @@ class PackageStatus:
             event, handler=self.name, guest=guest, package=package, status=data.status,
             user_package_state=data.user_package_state, invoice_id=data.invoice_id,
         )
-        await ctx.publish(PackageStatusChanged.event_name, output)
+        await ctx.publish(output.routing_key(), output)
         ctx.log.info("event.enriched", calls=ctx.zenoti.calls - before, guest_id=buyer.id,
                      user_package_id=package.user_package_id, status=data.status)
 

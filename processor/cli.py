@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import aiormq
 
 from processor import logs, wiring
+from processor.console import cli as console_cli
+from processor.contract import asyncapi, json_schemas
 from processor.dev import scaffold
 from processor.dev import stack as devstack
 from processor.dev.sandbox.cli import add_sandbox_parser, add_simulate_parser
 from processor.errors import ConfigError
-from processor.ops import archive_cli, dlq, tap
+from processor.ops import archive_cli, dlq, policies, tap
 from processor.settings import Settings
 from processor.worker import plugins
 
@@ -88,7 +93,15 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _topology(args: argparse.Namespace, settings: Settings) -> int:
-    bindings = asyncio.run(wiring.declare_topology(settings))
+    # A MANAGEMENT_URL that would send credentials in clear or to another host stops here
+    # (ConfigError, exit 2), before anything is declared.
+    policies.Management.of(settings)
+    try:
+        bindings = asyncio.run(wiring.declare_topology(settings))
+    except policies.PolicyRefused as exc:
+        # Logged (topology.policies_refused, with the rabbitmqctl commands): an init Job must
+        # not pass without its policies. An API that cannot be reached is only a warning.
+        return exc.exit_code
     for binding in bindings:
         print(f"zenoti.h.{binding.handler}: {', '.join(binding.routing_keys)}")
     return 0
@@ -99,6 +112,45 @@ def _handlers(args: argparse.Namespace, settings: Settings) -> int:
         types = settings.handler_event_types.get(handler.name, handler.cls.event_types)
         print(f"{handler.name}\t{', '.join(types)}\t{handler.source}")
     return 0
+
+
+def _schemas(args: argparse.Namespace, settings: Settings) -> int:
+    """JSON Schema of every installed handler's input and outputs: one JSON object by ``$id``
+    on stdout, or a file each in ``--out``."""
+    handlers = [handler.cls for handler in plugins.discover()]
+    if args.built_in:
+        handlers = json_schemas.built_in(handlers)
+    if args.out is None:
+        found = json_schemas.generate(handlers).values()
+        print(json.dumps({schema["$id"]: schema for schema in found}, indent=2))
+        return 0
+    for path in json_schemas.write(args.out, handlers):
+        print(path)
+    return 0
+
+
+def _asyncapi(args: argparse.Namespace, settings: Settings) -> int:
+    """The AsyncAPI 3.0.0 document of this deployment, on stdout or into ``--out``."""
+    handlers = [handler.cls for handler in plugins.discover()]
+    document = asyncapi.document(settings, handlers, version("zenoti-events"))
+    text = json.dumps(document, indent=2) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.write_text(text, encoding="utf-8")
+    return 0
+
+
+def _add_contract_parsers(sub: Any) -> None:
+    schemas = sub.add_parser("schemas", help="JSON Schema of the handlers' inputs and outputs")
+    schemas.add_argument("--out", type=Path, metavar="DIR",
+                         help="write one file per schema here (default: one JSON on stdout)")
+    schemas.add_argument("--built-in", action="store_true",
+                         help="only the handlers zenoti-events ships (schemas/json/ holds theirs)")
+    schemas.set_defaults(command=_schemas)
+    spec = sub.add_parser("asyncapi", help="AsyncAPI 3.0.0 document of this deployment")
+    spec.add_argument("--out", type=Path, metavar="FILE", help="write it here (default: stdout)")
+    spec.set_defaults(command=_asyncapi)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -118,9 +170,11 @@ def _parser() -> argparse.ArgumentParser:
     add_simulate_parser(sub)
     tap.add_parser(sub)
     dlq.add_parser(sub)
+    console_cli.add_parser(sub)
     archive_cli.add_parsers(sub)
     devstack.add_parser(sub)
     scaffold.add_parser(sub)
+    _add_contract_parsers(sub)
     return parser
 
 

@@ -68,7 +68,11 @@ class Context:
 
 @runtime_checkable
 class Handler(Protocol):
-    """Handles the event types it names, validating ``data`` with ``schema``."""
+    """Handles the event types it names, validating ``data`` with ``schema``.
+
+    A handler may also declare ``outputs`` (``Publishes``): the output models it publishes.
+    Optional, so that plugins written before it keep loading; checked when present, and what
+    ``zenoti-events schemas`` and ``asyncapi`` describe (``docs/contract.md``)."""
 
     name: ClassVar[str]  # "membership-freeze": its queue is zenoti.h.membership-freeze
     event_types: ClassVar[tuple[str, ...]]  # exact Zenoti strings; settings may override
@@ -77,3 +81,18 @@ class Handler(Protocol):
     async def handle(self, event: Event[Any], ctx: Context) -> None:
         """Enrich ``event`` and ``ctx.publish`` the result; raise to retry or dead-letter."""
         ...
+
+
+@runtime_checkable
+class Publishes(Protocol):
+    """A handler that declares its outputs: each a pydantic model with the class attributes
+    ``event_name`` (a routing key, stable across versions) and ``version`` (an int from 1),
+    whose JSON carries ``schema_version`` (``schemas.enriched.Output`` gives all three)."""
+
+    outputs: ClassVar[tuple[type[BaseModel], ...]]
+
+
+def outputs_of(handler: type[Handler] | Handler) -> tuple[type[BaseModel], ...]:
+    """The output models ``handler`` declares; ``()`` for one that declares none."""
+    outputs = getattr(handler, "outputs", ())
+    return outputs if isinstance(outputs, tuple) else ()

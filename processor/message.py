@@ -25,6 +25,11 @@ header                     written by           holds
                                                 (also on its outputs); the worker runs it even
                                                 if it handled that id already
 ``x-zenoti-replayed-by``, ``x-zenoti-replayed-at``  replay  who replayed it (``user@host``), when
+``traceparent``, ``tracestate``  ingress, worker  W3C trace context, with tracing on only
+                                                (``processor.tracing``): the delivery's span
+                                                on events, the publish span on outputs
+``x-zenoti-first-attempt``  worker (retry)      the first attempt's span (``traceparent``
+                                                form), which later attempts link to
 =========================  ===================  ============================================
 
 Readers never trust a header: ``MessageMeta.from_headers`` accepts bytes or text, and a value
@@ -59,6 +64,9 @@ REPLAYED_AT = "x-zenoti-replayed-at"
 REPLAY_COUNT = "x-zenoti-replay-count"
 REPLAY_OF = "x-zenoti-replay-of"
 REPLAYED_BY = "x-zenoti-replayed-by"
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+FIRST_ATTEMPT = "x-zenoti-first-attempt"
 DEATHS = "x-death"
 DELIVERY_COUNT = "x-delivery-count"
 # Set by the broker on dead-lettering and redelivery; a copy we publish is a new message and

@@ -2,9 +2,15 @@
 
 Names start with ``zenoti_events_``; every label has a bounded set of values: tenants are the
 configured ones, handlers the installed ones, endpoints a fixed list, outcomes a fixed list.
+
+The children whose labels are known at start are made at start, at 0 (``prepare_ingress``,
+``prepare_worker``): an alert on ``increase()`` or ``rate()`` sees nothing of a series' first
+sample, so a process that restarted and then hung, or failed a few times, would fire nothing.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -12,7 +18,23 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
 _FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Fine near Zenoti's 10 s: the confirm (5 s) and spool write (3 s) bounds end at 8 s.
+_ANSWER = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 30.0)
 _SLOW = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+# What the ingress answers, by outcome (the spool's three it makes itself); tests/unit/
+# test_metrics_children.py holds these to processor.errors and the ingress's own code.
+DELIVERY_OUTCOMES = {"accepted": 202, "parked": 202, "duplicate": 200, "ping": 200,
+                     "invalid_signature": 401, "payload_too_large": 413, "body_timeout": 408,
+                     "invalid_envelope": 400, "broker_unavailable": 503, "publish_refused": 500}
+UNKNOWN_TENANT = ("unknown", "unknown_tenant", 404)  # a path naming no configured tenant
+MESSAGE_OUTCOMES = ("ok", "retry", "deferred", "dead_letter", "duplicate")
+ENDPOINTS = ("invoice", "guest", "memberships", "packages", "center_members", "center_guests",
+             "centers")
+CACHE_KINDS = ("invoice", "guest", "memberships", "packages")
+# The API answers alerts watch (429, 5xx, no answer) and the usual ones; others appear when seen.
+API_STATUSES = ("200", "404", "429", "500", "502", "503", "timeout", "error")
+SNAPSHOT_RESULTS = ("hit", "loaded", "lone", "missing", "no_center", "disabled", "unusable",
+                    "unexpected_shape")
 
 
 class Metrics:
@@ -54,6 +76,11 @@ class Metrics:
         self.confirm_seconds = Histogram(
             "zenoti_events_confirm_seconds", "Publish-to-broker-confirm latency at the ingress.",
             buckets=_FAST, registry=r,
+        )
+        self.answer_seconds = Histogram(
+            "zenoti_events_answer_seconds",
+            "Seconds from a delivery's arrival at the ingress to its answer, whatever the "
+            "answer (Zenoti counts one over 10 s as a failure).", buckets=_ANSWER, registry=r,
         )
         self.spool_entries = Gauge(
             "zenoti_events_spool_entries",
@@ -152,11 +179,54 @@ class Metrics:
             "zenoti_events_snapshot_pages",
             "Pages of 100 fetched to load or refresh center snapshots.", ["kind"], registry=r,
         )
+        self.redis_up = Gauge(
+            "zenoti_events_redis_up",
+            "1 while this process's last call to a Redis store reached Redis, 0 once one could "
+            "not (refused, timed out, reset): the store then runs degraded (budget and "
+            "de-duplication per process, no snapshots). No series until the store's first call; "
+            "none at all for a store kept in memory.", ["store"], registry=r,
+        )
         self.tokens_wait_seconds = Histogram(
             "zenoti_events_api_tokens_wait_seconds",
             "Time spent waiting for an API budget token before a call.", ["tenant"],
             buckets=_SLOW, registry=r,
         )
+
+    def prepare_ingress(self, tenants: Iterable[str]) -> None:
+        """Make at 0 every delivery child of ``tenants`` (and of unknown tenants)."""
+        for tenant in tenants:
+            self.unsigned.labels(tenant=tenant)
+            for outcome, status in DELIVERY_OUTCOMES.items():
+                self.deliveries.labels(tenant=tenant, outcome=outcome, status=str(status))
+        tenant, outcome, status = UNKNOWN_TENANT
+        self.deliveries.labels(tenant=tenant, outcome=outcome, status=str(status))
+
+    def prepare_worker(self, tenants: Iterable[str], handlers: Iterable[str],
+                       snapshot_kinds: Iterable[str] = ()) -> None:
+        """Make at 0 every child a worker of ``handlers`` for ``tenants`` counts in."""
+        for handler in handlers:
+            self.handler_seconds.labels(handler=handler)
+            self.in_flight.labels(handler=handler)
+            for outcome in MESSAGE_OUTCOMES:
+                self.messages.labels(handler=handler, outcome=outcome)
+        for tenant in tenants:
+            for metric in (self.budget_deferred, self.budget_paused, self.tokens_wait_seconds):
+                metric.labels(tenant=tenant)
+        self._prepare_api()
+        for kind in snapshot_kinds:
+            self.snapshot_pages.labels(kind=kind)
+            for result in SNAPSHOT_RESULTS:
+                self.snapshot_lookups.labels(kind=kind, result=result)
+
+    def _prepare_api(self) -> None:
+        for endpoint in ENDPOINTS:
+            self.api_seconds.labels(endpoint=endpoint)
+            self.api_coalesced.labels(endpoint=endpoint)
+            for status in API_STATUSES:
+                self.api_calls.labels(endpoint=endpoint, status=status)
+        for kind in CACHE_KINDS:
+            for result in ("hit", "miss"):
+                self.api_cache.labels(kind=kind, result=result)
 
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""

@@ -54,6 +54,9 @@ class RetryLimits(BaseModel):
 class Settings(BaseSettings):
     """Everything a process of zenoti-events can be told."""
 
+    # Not validate_by_name: the OTEL_* fields below are read under their standard names
+    # alone, the names the SDK's exporter reads too (by field name, ZENOTI_EVENTS_OTEL_* would
+    # turn tracing on while the exporter, not seeing it, sent to localhost). Give them by alias.
     model_config = SettingsConfigDict(env_prefix="ZENOTI_EVENTS_", env_nested_delimiter="__",
                                       hide_input_in_errors=True)
 
@@ -125,6 +128,16 @@ class Settings(BaseSettings):
     # Quorum queues dead-letter a message delivered this many times without an ack (a worker
     # that crashes on it): the poison-message bound.
     delivery_limit: int = Field(default=10, ge=1)
+    # Whether the ingress and workers declare the topology when they connect (true: what a dev
+    # stack and compose do). False: they only check, passively, that what they use exists, and
+    # stop (ConfigError) naming what is missing; `zenoti-events topology` declares it, as a user
+    # of its own with configure rights, so theirs need none (deploy/README.md, "Least
+    # privilege on the broker"). `zenoti-events topology` always declares.
+    declare_topology: bool = True
+    # The RabbitMQ management HTTP API, where `zenoti-events topology` puts the topology's
+    # policies (processor.ops.policies); unset: the broker address's host on 15672 (15671 for
+    # amqps), as its user. The ingress and workers never use it.
+    management_url: SecretStr | None = None
 
     # De-duplication: Redis (shared by every pod) when set, else bounded in-process memory.
     redis_url: SecretStr | None = None
@@ -153,6 +166,33 @@ class Settings(BaseSettings):
     archive_max_bytes: int = Field(default=10 * 1024**3, ge=1, le=2**63 - 1)
     # RabbitMQ refuses a stream segment over 3,000,000,000 bytes (PRECONDITION_FAILED).
     archive_segment_bytes: int = Field(default=100 * 1024**2, ge=4096, le=3_000_000_000)
+
+    # Tracing (processor.tracing, docs/observability.md): off unless these standard
+    # OpenTelemetry variables ask for it, read under their own names (no prefix); the SDK
+    # reads the rest itself (OTEL_EXPORTER_OTLP_HEADERS, OTEL_TRACES_SAMPLER, OTEL_BSP_*...).
+    otel_sdk_disabled: str = Field(default="", validation_alias="OTEL_SDK_DISABLED")
+    otel_traces_exporter: str = Field(default="", validation_alias="OTEL_TRACES_EXPORTER")
+    otel_exporter_otlp_endpoint: str = Field(default="",
+                                             validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    otel_exporter_otlp_traces_endpoint: str = Field(
+        default="", validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    otel_exporter_otlp_protocol: str = Field(default="",
+                                             validation_alias="OTEL_EXPORTER_OTLP_PROTOCOL")
+    otel_exporter_otlp_traces_protocol: str = Field(
+        default="", validation_alias="OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+    otel_service_name: str = Field(default="", validation_alias="OTEL_SERVICE_NAME")
+    # At shutdown, buffered spans get this long to be exported; then the process exits anyway.
+    tracing_flush_seconds: float = Field(default=5.0, ge=0)
+
+    # `zenoti-events console` (processor.console): its port, the token that logs in (required:
+    # no default credentials) and the one that may also replay and purge (unset: read-only).
+    console_port: int = Field(default=8091, ge=1, le=65535)
+    console_token: SecretStr | None = None
+    console_write_token: SecretStr | None = None
+    console_secure_cookie: bool = True
+    # The ingress's and workers' /metrics the console's overview reads (in flight, enriched
+    # per minute, the spool), e.g. ["http://worker-0:9100/metrics"]; empty: not shown.
+    console_metrics_urls: list[str] = Field(default_factory=list)
 
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"

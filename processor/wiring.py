@@ -11,6 +11,10 @@ first event.
 A built process's ``serve(stop)`` starts it, serves until ``stop`` is set, shuts down
 gracefully and closes every part it holds, made or given; ``aclose()`` closes them without
 serving. ``run_ingress`` and ``run_worker`` are the commands: build, then serve.
+
+Tracing (``processor.tracing``) is made at build time when the ``OTEL_*`` settings ask for it
+(a seam too: ``tracing=``), handed to the ingress, the dispatchers and the Zenoti clients, and
+flushed when the process closes, within ``tracing_flush_seconds``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 
 from aio_pika.abc import AbstractChannel
 from aiohttp import web
+from opentelemetry.trace import Tracer
 from structlog.typing import FilteringBoundLogger
 
 from processor.broker import topology
@@ -32,17 +37,21 @@ from processor.handler import Handler
 from processor.ingress.app import Ingress
 from processor.logs import get_logger
 from processor.metrics import Metrics
+from processor.ops import policies
 from processor.serving import probes
 from processor.serving.httpserver import Server
 from processor.settings import Settings
 from processor.spool.forwarder import Forwarding
 from processor.spool.spool import Spool
+from processor.tracing import Tracing
+from processor.tracing import start as start_tracing
 from processor.worker import plugins
 from processor.worker.consumer import Worker
 from processor.worker.dedupe import Deduplicator, make_deduplicator
 from processor.worker.dispatch import Dispatcher
 from processor.worker.retry import RetryPolicy
 from processor.zenoti.clients import ZenotiClients
+from processor.zenoti.redis_up import RedisUp
 
 
 @dataclass
@@ -56,6 +65,7 @@ class IngressProcess:
     metrics: Metrics
     log: FilteringBoundLogger
     spool: Spool | None = None
+    tracing: Tracing | None = None
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Serve deliveries until ``stop``; then turn unready, drain, and close. Raises the
@@ -85,6 +95,8 @@ class IngressProcess:
             await self.spool.close()
         await self.publisher.close()
         await self.accepted.aclose()
+        if self.tracing is not None:
+            await self.tracing.shutdown(self.settings.tracing_flush_seconds)
 
     async def _drain(self, server: Server, forwarding: Forwarding) -> None:
         self.ingress.draining = True  # /readyz answers 503 so load balancers stop sending
@@ -108,6 +120,7 @@ class WorkerProcess:
     done: Deduplicator
     metrics: Metrics
     log: FilteringBoundLogger
+    tracing: Tracing | None = None
 
     @property
     def ready(self) -> bool:
@@ -137,35 +150,43 @@ class WorkerProcess:
         await self.publisher.close()
         await self.clients.aclose()
         await self.done.aclose()
+        if self.tracing is not None:
+            await self.tracing.shutdown(self.settings.tracing_flush_seconds)
 
 
 def build_ingress(
     settings: Settings, *, bindings: Sequence[topology.Binding] | None = None,
     metrics: Metrics | None = None, log: FilteringBoundLogger | None = None,
     publisher: ConfirmedPublisher | None = None, accepted: Deduplicator | None = None,
-    spool: Spool | None = None,
+    spool: Spool | None = None, tracing: Tracing | None = None,
 ) -> IngressProcess:
     """The ingress of ``settings``; ``ConfigError`` if a tenant has no webhook secret and
     ``allow_unsigned`` is not set. The publisher made here declares ``bindings`` (default:
-    the installed handlers') on each connection; a given ``publisher`` declares what it was
-    made to. ``accepted`` remembers the deliveries accepted (default: Redis, else memory).
+    the installed handlers') on each connection, or, with ``declare_topology`` off, only
+    checks passively that the exchanges it publishes to exist (``ConfigError`` naming those
+    missing); a given ``publisher`` does what it was made to. ``accepted`` remembers the
+    deliveries accepted (default: Redis, else memory).
     ``spool`` keeps what the broker does not confirm (default: one in ``SPOOL_DIR`` if set;
-    it is opened, and its directory locked, when the process starts serving)."""
+    it is opened, and its directory locked, when the process starts serving). ``tracing``
+    defaults to what the ``OTEL_*`` settings ask for (``ConfigError`` for one it cannot do)."""
     log = log if log is not None else get_logger(component="ingress")
     metrics = metrics if metrics is not None else Metrics()
+    metrics.prepare_ingress(settings.all_tenants())
     check_signing(settings, log)
+    tracing = tracing or _tracing(settings, "ingress", log)
     if publisher is None:
         if bindings is None:
             bindings = bindings_of(settings, [h.cls for h in plugins.discover()])
         publisher = _ingress_publisher(settings, bindings, metrics, log)
     if accepted is None:
-        accepted = _deduplicator(settings, "ingress", log)
+        accepted = _deduplicator(settings, "ingress", log, metrics)
     if spool is None and settings.spool_dir is not None:
         spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes,
                       segment_bytes=settings.spool_segment_bytes, metrics=metrics, log=log,
                       write_timeout=settings.spool_write_timeout)
-    ingress = Ingress(settings, publisher, metrics, log, accepted, spool)
-    return IngressProcess(settings, ingress, publisher, accepted, metrics, log, spool)
+    ingress = Ingress(settings, publisher, metrics, log, accepted, spool,
+                      tracer=tracing.tracer if tracing else None)
+    return IngressProcess(settings, ingress, publisher, accepted, metrics, log, spool, tracing)
 
 
 def build_worker(
@@ -173,25 +194,34 @@ def build_worker(
     log: FilteringBoundLogger | None = None, publisher: ConfirmedPublisher | None = None,
     clients: ZenotiClients | None = None, done: Deduplicator | None = None,
     dispatcher_types: Mapping[str, type[Dispatcher]] | None = None,
+    tracing: Tracing | None = None,
 ) -> WorkerProcess:
     """A worker consuming the queues of ``handlers`` (one instance each). Every tenant's API
     budget is made now, so its warning (no Redis) comes at start-up. ``done`` remembers the
     messages handled (default: Redis, else memory); ``dispatcher_types`` maps a handler's
-    name to the ``Dispatcher`` class that runs it (default ``Dispatcher``)."""
+    name to the ``Dispatcher`` class that runs it (default ``Dispatcher``). ``tracing``
+    defaults to what the ``OTEL_*`` settings ask for; given ``clients`` are traced only if
+    they were made so."""
     log = log if log is not None else get_logger(component="worker")
     metrics = metrics if metrics is not None else Metrics()
+    metrics.prepare_worker(settings.all_tenants(), [h.name for h in handlers],
+                           settings.snapshot_kinds)
+    tracing = tracing or _tracing(settings, "worker", log)
     if publisher is None:
         publisher = _worker_publisher(settings, metrics, log)
     if clients is None:
-        clients = ZenotiClients(settings, metrics)
+        clients = ZenotiClients(settings, metrics,
+                                tracer_provider=tracing.provider if tracing else None)
     _make_budgets(settings, clients)
     if done is None:
-        done = _deduplicator(settings, "done", log)
+        done = _deduplicator(settings, "done", log, metrics)
     kinds = dispatcher_types or {}
+    tracer = tracing.tracer if tracing else None
     dispatchers = [_dispatcher(settings, h, kinds.get(h.name, Dispatcher), publisher, clients,
-                               done, metrics, log) for h in handlers]
+                               done, metrics, log, tracer) for h in handlers]
     worker = Worker(settings, dispatchers, bindings_of(settings, handlers), publisher, log)
-    return WorkerProcess(settings, worker, dispatchers, publisher, clients, done, metrics, log)
+    return WorkerProcess(settings, worker, dispatchers, publisher, clients, done, metrics, log,
+                         tracing)
 
 
 async def run_ingress(settings: Settings, stop: asyncio.Event) -> None:
@@ -241,12 +271,16 @@ async def declare(
 
 
 async def declare_topology(settings: Settings) -> list[topology.Binding]:
-    """Declare the whole topology once and return the bindings declared."""
+    """Declare the whole topology once, then put its policies over the management API
+    (``processor.ops.policies.ensure``: an API out of reach is a warning, a refusal raises
+    ``PolicyRefused``); return the bindings declared."""
     bindings = bindings_of(settings, [h.cls for h in plugins.discover()])
+    log = get_logger(component="topology")
     connection = await connect(settings.amqp_url.get_secret_value(), attempt_timeout=10,
-                               name="topology", log=get_logger(component="topology"))
+                               name="topology", log=log)
     async with connection, connection.channel() as channel:
         await declare(channel, settings, bindings)
+    await policies.ensure(settings, log)
     return bindings
 
 
@@ -268,9 +302,16 @@ def _ingress_publisher(
     log: FilteringBoundLogger,
 ) -> ConfirmedPublisher:
     declared = list(bindings)
+
+    async def on_connect(channel: AbstractChannel) -> None:
+        if settings.declare_topology:
+            await declare(channel, settings, declared)
+        else:
+            await topology.check(channel, topology.ingress_needs())
+
     return ConfirmedPublisher(
         settings.amqp_url.get_secret_value(), log=log, metrics=metrics, name="ingress",
-        on_connect=lambda channel: declare(channel, settings, declared),
+        on_connect=on_connect,
         max_delay=settings.reconnect_max_delay, max_message_size=settings.broker_max_message_size,
         late_confirm_wait=settings.late_confirm_wait,
         late_confirm_max_watchers=settings.late_confirm_max_watchers,
@@ -290,6 +331,7 @@ def _worker_publisher(
 def _dispatcher(
     settings: Settings, handler: Handler, kind: type[Dispatcher], publisher: ConfirmedPublisher,
     clients: ZenotiClients, done: Deduplicator, metrics: Metrics, log: FilteringBoundLogger,
+    tracer: Tracer | None,
 ) -> Dispatcher:
     retry = RetryPolicy(handler.name, settings.retry_tiers, settings.retry_limits(handler.name),
                         clock_skew=settings.retry_clock_skew, log=log)
@@ -297,15 +339,26 @@ def _dispatcher(
         handler, publisher=publisher, clients=clients,
         tenants=frozenset(settings.all_tenants()), retry=retry, done=done, metrics=metrics,
         log=log, confirm_timeout=settings.confirm_timeout,
-        handler_timeout=settings.handler_timeout,
+        handler_timeout=settings.handler_timeout, tracer=tracer,
     )
 
 
-def _deduplicator(settings: Settings, namespace: str, log: FilteringBoundLogger) -> Deduplicator:
+def _tracing(settings: Settings, process: str, log: FilteringBoundLogger) -> Tracing | None:
+    """The process's tracing as the ``OTEL_*`` settings ask for it, said once when on."""
+    tracing = start_tracing(settings, process)
+    if tracing is not None:
+        service = tracing.provider.resource.attributes.get("service.name")
+        log.info("tracing.on", service=service, exporters=settings.otel_traces_exporter or "otlp")
+    return tracing
+
+
+def _deduplicator(settings: Settings, namespace: str, log: FilteringBoundLogger,
+                  metrics: Metrics) -> Deduplicator:
     url = settings.redis_url.get_secret_value() if settings.redis_url else None
     return make_deduplicator(url, f"{settings.redis_prefix}:{namespace}",
                              settings.dedupe_window_seconds,
-                             settings.dedupe_memory_keys, log)
+                             settings.dedupe_memory_keys, log,
+                             RedisUp(metrics.redis_up, "dedupe"))
 
 
 def _ingress_limits(settings: Settings) -> probes.Limits:

@@ -4,6 +4,11 @@ Each joins four things: the webhook's identity (tenant, event id, type, time, ha
 guest as Zenoti has it now, the membership or package as Zenoti has it now (the whole list
 item, unknown fields included), and the facts only the webhook carries (freeze dates, pass
 counts, package status). ``event_name`` is the routing key a consumer binds to.
+
+Every output is versioned (``Output``): ``event_name`` is its stable name, ``version`` its
+schema's major version, carried in the body as ``schema_version``. A breaking change is a new
+class with ``version`` one higher, published beside the old one for a deprecation window under
+the routing key ``routing_key_of`` gives it (``docs/contract.md``).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar, Protocol, Self
 
-from pydantic import BaseModel
+from pydantic import BaseModel, computed_field
 
 from schemas.zenoti import (
     CenterRef,
@@ -30,9 +35,41 @@ __all__ = [
     "GuestpassFacts",
     "GuestpassRedeemed",
     "MembershipFrozen",
+    "Output",
     "PackageStatusChanged",
     "SourceEvent",
+    "routing_key_of",
 ]
+
+
+def routing_key_of(output: type[BaseModel]) -> str:
+    """The routing key ``output`` is published under: its ``event_name`` at version 1 (the
+    key every consumer bound before outputs had versions), ``<event_name>.v<N>`` from
+    version 2 on, so that a queue bound to the old key never receives the new shape.
+    ``output`` is any model with the ``event_name`` and ``version`` class attributes."""
+    name: str = getattr(output, "event_name")  # noqa: B009 - duck-typed: plugins' own models
+    version: int = getattr(output, "version", 1)
+    return name if version == 1 else f"{name}.v{version}"
+
+
+class Output(BaseModel):
+    """A versioned output: ``event_name`` (stable across versions: the CloudEvents ``type``)
+    and ``version`` (its schema's major version) name its schema; the body carries
+    ``schema_version``, always equal to ``version`` (computed, so it cannot disagree)."""
+
+    event_name: ClassVar[str]
+    version: ClassVar[int] = 1
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def schema_version(self) -> int:
+        """The major version of this output's schema (``docs/contract.md``)."""
+        return type(self).version
+
+    @classmethod
+    def routing_key(cls) -> str:
+        """The routing key this output is published under (``routing_key_of``)."""
+        return routing_key_of(cls)
 
 
 class EnrichedGuest(BaseModel):
@@ -86,11 +123,9 @@ class SourceEvent(Protocol):
     def event_timestamp(self) -> datetime | None: ...
 
 
-class EnrichedEvent(BaseModel):
+class EnrichedEvent(Output):
     """What every enriched event carries. ``event_id`` is the worker's idempotency key of
     the webhook (``event_id``, else ``id``, else a body hash) so consumers can de-duplicate."""
-
-    event_name: ClassVar[str]
 
     tenant: str
     event_id: str
@@ -121,6 +156,7 @@ class MembershipFrozen(EnrichedEvent):
     """A guest's membership was frozen; ``freeze`` is the webhook's, ``membership`` is now."""
 
     event_name: ClassVar[str] = "guest.membership.frozen"
+    version: ClassVar[int] = 1
 
     membership: GuestMembership
     freeze: Freeze | None = None
@@ -146,6 +182,7 @@ class GuestpassRedeemed(EnrichedEvent):
     """A guest pass was redeemed; the membership carries ``guestpass_total/balance`` now."""
 
     event_name: ClassVar[str] = "guest.guestpass.redeemed"
+    version: ClassVar[int] = 1
 
     membership: GuestMembership
     guestpass: GuestpassFacts
@@ -155,6 +192,7 @@ class PackageStatusChanged(EnrichedEvent):
     """A guest package changed status; ``status``/``user_package_state`` are the webhook's."""
 
     event_name: ClassVar[str] = "guest.package.status_changed"
+    version: ClassVar[int] = 1
 
     package: GuestPackage
     status: int | None = None

@@ -26,7 +26,8 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 DASHBOARD = Path(__file__).resolve().parent / "dashboards" / "zenoti-events.json"
-VARIABLES = {"$__rate_interval": "1m", "$budget": "60"}
+VARIABLES = {"$__rate_interval": "1m", "$budget": "60", "$namespace": "zenoti-events-compose",
+             "$job": ".+"}
 
 
 def query_range(prometheus: str, expr: str, start: float, end: float, step: float) -> list[Any]:

@@ -166,7 +166,26 @@ async def _open(url: str, seconds: float, name: str) -> AbstractConnection:
     # aiormq's own timeout bounds the TCP connect; this one bounds the whole handshake too
     # (a node that accepts but never answers, as one still starting does).
     async with asyncio.timeout(seconds):
-        return await aio_pika.connect(
-            url, timeout=seconds,
-            client_properties={"connection_name": f"zenoti-events {name}"},
-        )
+        return await _handshake(url, seconds, name)
+
+
+async def _handshake(url: str, seconds: float, name: str) -> AbstractConnection:
+    """``aio_pika.connect``, but a failed attempt's connection is closed here, in the loop:
+    aio-pika's ``__del__`` would otherwise schedule the close wherever it is collected (in
+    another thread: a never-awaited coroutine)."""
+    connection = aio_pika.Connection(aio_pika.connection.make_url(
+        url, client_properties={"connection_name": f"zenoti-events {name}"}))
+    try:
+        await connection.connect(timeout=seconds)
+    except BaseException:
+        await asyncio.shield(_close_quietly(connection))
+        raise
+    return connection
+
+
+async def _close_quietly(connection: AbstractConnection) -> None:
+    try:
+        async with asyncio.timeout(5):
+            await connection.close()
+    except Exception:  # the attempt already failed: its own error is the one raised
+        pass

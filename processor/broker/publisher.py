@@ -14,8 +14,9 @@ one of two exceptions, which callers treat differently:
   for it (briefly, within their budget).
 
 It never waits for a reconnection: callers decide their own retry. A ``ConfigError`` met while
-connecting (a ``TopologyMismatch`` from ``on_connect``) stops the publisher for good: ``start``
-raises it if it happens on the first attempt, and ``until_stopped`` raises it whenever it does.
+connecting (from ``on_connect``: a ``TopologyMismatch``, or an exchange missing when the process
+does not declare) stops the publisher for good: ``start`` raises it if it happens on the first
+attempt, and ``until_stopped`` raises it whenever it does.
 
 Late confirms: a confirm can arrive after its timeout (during a broker alarm, say). With
 ``on_late_confirm``, the publish is not abandoned at the timeout: the caller gets

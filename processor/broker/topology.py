@@ -32,13 +32,27 @@ and delivery limit; alternate exchanges; exchange-to-exchange bindings; streams)
 settings no longer name are not removed: AMQP cannot list them; an operator unbinds them
 (documented in docs/architecture.md).
 
-A queue or exchange that already exists with other arguments (an older delivery limit, a
-classic queue) cannot be redeclared: the broker answers ``PRECONDITION_FAILED`` and ``declare``
-raises ``TopologyMismatch`` naming the entity and the argument. That is a configuration error:
-retrying cannot help, so every process stops on it instead of reconnecting forever. Except the
-archive's retention: the stream keeps the arguments it was made with, a policy changes them
-(docs/operations.md, "The archive"), and a process whose settings differ logs
-``archive.retention_differs`` and carries on, since retention must never stop deliveries.
+A queue or exchange that already exists with other arguments (a classic queue, another
+dead-letter target) cannot be redeclared: the broker answers ``PRECONDITION_FAILED`` and
+``declare`` raises ``TopologyMismatch`` naming the entity and the argument. That is a
+configuration error: retrying cannot help, so every process stops on it instead of reconnecting
+forever. Two exceptions, both values a policy governs on the existing queue (``processor.ops.
+policies``), so a difference must never stop deliveries: the archive's retention (logged as
+``archive.retention_differs``) and a work queue's ``x-delivery-limit``. A work queue made with
+another delivery limit (an earlier ``DELIVERY_LIMIT``) is used as it is, logged as
+``topology.argument_differs`` (an error when the settings ask for more than the queue has,
+which cannot take effect; a queue made without a limit is still a mismatch): the broker
+applies the lower of its argument and the policy's ``delivery-limit`` (RabbitMQ 3.10 to 4.x),
+so a policy lowers it live and the argument is its ceiling (docs/operations.md, "Changing the
+delivery limit"). The argument is still declared on a new queue, so that no work queue is ever
+without an explicit limit, whatever the policies: RabbitMQ 3.x has none by default, 4.x 20.
+
+Processes that do not declare (``DECLARE_TOPOLOGY=false``, so that their broker users need no
+configure permission, nor read on the queues a declaration would touch) call ``check`` instead:
+a passive declaration of each exchange and queue they use, which RabbitMQ answers without
+checking any permission. What is missing is raised at once, every name in one ``ConfigError``,
+since only ``zenoti-events topology``, run as a user allowed to configure, can make it.
+``ingress_needs`` and ``worker_needs`` say what each process uses.
 """
 
 from __future__ import annotations
@@ -48,12 +62,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aio_pika import ExchangeType
-from aio_pika.abc import AbstractChannel
-from aiormq.exceptions import ChannelPreconditionFailed
+from aio_pika.abc import AbstractChannel, AbstractQueue
+from aiormq.abc import AbstractChannel as UnderlayChannel
+from aiormq.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
 from pamqp.common import FieldTable
 
 from processor.broker.stream import ARCHIVE, Retention, declare_stream
-from processor.errors import TopologyMismatch
+from processor.errors import ConfigError, TopologyMismatch
+from processor.logs import get_logger
 from schemas.envelope import routing_key
 
 INGRESS = "zenoti.ingress"
@@ -75,6 +91,9 @@ _SAFE_DEAD_LETTERING: FieldTable = {
     "x-queue-type": "quorum", "x-dead-letter-strategy": "at-least-once",
     "x-overflow": "reject-publish",
 }
+DELIVERY_LIMIT = "x-delivery-limit"
+# "received the value '10' of type 'byte'" (3.10), "received '10'", "received none"
+_VALUE = re.compile(r"'(?P<value>-?\d+)'")
 
 
 def queue_name(handler: str) -> str:
@@ -116,6 +135,60 @@ async def declare(
         raise mismatch(str(exc.args[0]) if exc.args else "") from exc
 
 
+@dataclass(frozen=True, slots=True)
+class Needs:
+    """The exchanges and queues a process uses, which must exist when it does not declare."""
+
+    exchanges: tuple[str, ...] = ()
+    queues: tuple[str, ...] = ()
+
+
+def ingress_needs() -> Needs:
+    """The ingress publishes to the archive's fanouts and nothing else."""
+    return Needs(exchanges=(INGRESS, PARKED))
+
+
+def worker_needs(bindings: Sequence[Binding], retry_tiers: Sequence[float] = ()) -> Needs:
+    """A worker consumes its handlers' queues, publishes retries to their delay queues (through
+    the default exchange), dead letters to ``zenoti.dead`` (routed to the parking lots) and
+    output to ``zenoti.enriched``."""
+    queues: list[str] = []
+    for binding in bindings:
+        queues += [queue_name(binding.handler), dead_queue_name(binding.handler)]
+        queues += [delay_queue_name(binding.handler, seconds) for seconds in retry_tiers]
+    return Needs(exchanges=(DEAD, ENRICHED), queues=tuple(queues))
+
+
+async def check(channel: AbstractChannel, needs: Needs) -> None:
+    """Raise ``ConfigError`` naming every exchange and queue of ``needs`` the broker does not
+    have. Passive declarations, on channels of their own (a missing entity closes its channel):
+    ``channel`` stays open, and no permission is needed."""
+    underlay = await channel.get_underlay_channel()
+    missing: list[str] = []
+    probe: UnderlayChannel | None = None
+    wanted = [("exchange", e) for e in needs.exchanges] + [("queue", q) for q in needs.queues]
+    try:
+        for kind, name in wanted:
+            if probe is None or probe.is_closed:
+                probe = await underlay.connection.channel(publisher_confirms=False)
+            try:
+                if kind == "exchange":
+                    await probe.exchange_declare(name, passive=True)
+                else:
+                    await probe.queue_declare(name, passive=True)
+            except ChannelNotFoundEntity:
+                missing.append(f"{kind} {name}")
+    finally:
+        if probe is not None and not probe.is_closed:
+            await probe.close()
+    if missing:
+        raise ConfigError(
+            f"the broker has no {', '.join(missing)}: this process does not declare the "
+            "topology (DECLARE_TOPOLOGY=false): run `zenoti-events topology`, which declares "
+            "it, as a user allowed to configure it (in Kubernetes, the zenoti-events-topology "
+            "Job), then start this process again")
+
+
 def mismatch(reply_text: str) -> TopologyMismatch:
     """The ``TopologyMismatch`` that the broker's ``PRECONDITION_FAILED`` reply describes."""
     found = _INEQUIVALENT.search(reply_text)
@@ -149,9 +222,7 @@ async def _declare(
     )
     for binding in bindings:
         work = queue_name(binding.handler)
-        queue = await channel.declare_queue(
-            work, durable=True, arguments=_work_queue(work, delivery_limit)
-        )
+        queue = await _declare_work_queue(channel, work, _work_queue(work, delivery_limit))
         for key in binding.routing_keys:
             await queue.bind(events, routing_key=key)
         lot_name = dead_queue_name(binding.handler)
@@ -165,6 +236,68 @@ async def _declare(
                 delay_queue_name(binding.handler, seconds), durable=True,
                 arguments=_delay_queue(work, seconds),
             )
+
+
+async def _declare_work_queue(
+    channel: AbstractChannel, name: str, arguments: FieldTable
+) -> AbstractQueue:
+    """The work queue ``name``, made with ``arguments`` if it does not exist. One made with
+    another ``x-delivery-limit`` is redeclared with its own and kept, logged as
+    ``topology.argument_differs``; any other difference, and a queue made without a limit,
+    raise ``ChannelPreconditionFailed``.
+    Declared on channels of their own, which a mismatch closes: ``channel`` stays open."""
+    underlay = await channel.get_underlay_channel()
+    try:
+        await _declare_apart(underlay, name, arguments)
+    except ChannelPreconditionFailed as exc:
+        reply = str(exc.args[0]) if exc.args else ""
+        found = _INEQUIVALENT.search(reply)
+        if found is None or found["arg"] != DELIVERY_LIMIT or found["name"] != name:
+            raise
+        theirs, ours = _limit(found["theirs"]), arguments.get(DELIVERY_LIMIT)
+        if theirs is None:  # a queue without a limit: nothing would park a poison message
+            raise
+        # Every other argument must still match: declared again with the queue's own limit.
+        await _declare_apart(underlay, name, _with_limit(arguments, theirs))
+        _said_limit(name, theirs, ours if isinstance(ours, int) else None)
+    return await channel.get_queue(name, ensure=False)
+
+
+def _said_limit(name: str, theirs: int, ours: int | None) -> None:
+    """One line on a work queue kept with its own delivery limit: an error when the settings
+    ask for more than it has (the queue's argument is a ceiling no policy lifts), else a
+    warning (a policy lowers it live)."""
+    log = get_logger(component="topology")
+    above = ours is not None and ours > theirs
+    (log.error if above else log.warning)(
+        "topology.argument_differs", queue=name, argument=DELIVERY_LIMIT,
+        queue_has=theirs, settings_say=ours,
+        detail=(f"the effective limit is at most {theirs}, not {ours}: the queue's own "
+                "argument is a ceiling; raising it means recreating the queue"
+                if above else "the queue keeps its own; the lower of it and the policy's "
+                "delivery-limit is in effect")
+        + " (docs/operations.md, 'Changing the delivery limit')")
+
+
+async def _declare_apart(underlay: UnderlayChannel, name: str, arguments: FieldTable) -> None:
+    probe = await underlay.connection.channel(publisher_confirms=False)
+    try:
+        await probe.queue_declare(name, durable=True, arguments=arguments)
+    finally:
+        if not probe.is_closed:
+            await probe.close()
+
+
+def _limit(reply_value: str) -> int | None:
+    """The delivery limit a broker's reply names (``'5' of type 'long'``); ``None`` for
+    ``none``, a queue declared without one."""
+    found = _VALUE.search(reply_value)
+    return None if found is None else int(found["value"])
+
+
+def _with_limit(arguments: FieldTable, limit: int) -> FieldTable:
+    """``arguments`` with ``limit`` as their ``x-delivery-limit``."""
+    return {**{k: v for k, v in arguments.items() if k != DELIVERY_LIMIT}, DELIVERY_LIMIT: limit}
 
 
 async def _declare_archive(channel: AbstractChannel, retention: Retention) -> None:
@@ -186,7 +319,7 @@ def _work_queue(name: str, delivery_limit: int) -> FieldTable:
     # its worker, rejections) lands in the same parking lot as the worker's own dead letters,
     # at-least-once, so nothing is ever dropped silently.
     return {**_SAFE_DEAD_LETTERING, "x-dead-letter-exchange": DEAD,
-            "x-dead-letter-routing-key": name, "x-delivery-limit": delivery_limit}
+            "x-dead-letter-routing-key": name, DELIVERY_LIMIT: delivery_limit}
 
 
 def _delay_queue(work: str, seconds: float) -> FieldTable:

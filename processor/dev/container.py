@@ -38,7 +38,7 @@ def docker_answers(timeout: float = 20.0) -> bool:
         return False
 
 
-def rabbitmq_container(image: str = "rabbitmq:3.13") -> Any | None:
+def rabbitmq_container(image: str = "rabbitmq:4.2.9") -> Any | None:
     """A testcontainers ``RabbitMqContainer``, not started: published on the loopback alone,
     with a random user and password (see the module's docstring). None when testcontainers is
     not installed."""

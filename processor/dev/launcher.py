@@ -62,12 +62,27 @@ class NotReady(RuntimeError):
     """A child exited before it was ready, or was not ready in time."""
 
 
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    """A TCP port free on 127.0.0.1 now, and never one this process handed out before.
+
+    The kernel may give the same ephemeral port to two probes in a row once the first is
+    closed, so a ``Stack``'s ingress and worker once got one port between them and the second
+    to start failed to bind. Remembering what was handed out makes the ports of one process
+    distinct (a few thousand in a whole test run); other processes can still race for one,
+    which is why a child that cannot bind fails its start loudly.
+    """
+    with _handed_out_lock:
+        while True:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port: int = probe.getsockname()[1]
+            if port not in _handed_out:
+                _handed_out.add(port)
+                return port
 
 
 def answers(url: str, timeout: float = 1.0) -> bool:

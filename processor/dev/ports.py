@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from processor.broker.connect import parse
 from processor.errors import ConfigError
 
-_WELL_KNOWN = {4369, 5671, 5672, 15672, 25672, 35672, 6379, 8080, 8090, 9100}
+_WELL_KNOWN = {4369, 5671, 5672, 15672, 25672, 35672, 6379, 8080, 8090, 8091, 9100}
 
 
 def answers(urls: str, timeout: float = 1.0) -> bool:

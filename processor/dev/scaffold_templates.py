@@ -57,7 +57,10 @@ SCHEMA = '''\
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import BaseModel, Field
+from schemas.enriched import Output
 
 
 class RedemptionData(BaseModel):
@@ -67,9 +70,13 @@ class RedemptionData(BaseModel):
     guest_id: str = Field(min_length=1)
 
 
-class ${cls}Enriched(BaseModel):
+class ${cls}Enriched(Output):
     """Published as ``$name.enriched``: the event's ids, and its guest
-    as Zenoti has them."""
+    as Zenoti has them. Its body carries ``schema_version``; a breaking change is a new
+    ``version`` (zenoti-events' docs/contract.md)."""
+
+    event_name: ClassVar[str] = "$name.enriched"
+    version: ClassVar[int] = 1
 
     event_id: str
     tenant: str
@@ -98,8 +105,6 @@ from pydantic import BaseModel
 
 from $package.schema import ${cls}Enriched, RedemptionData
 
-OUTPUT = "$name.enriched"
-
 
 class $cls:
     """Publishes the guest of each guest-pass redemption."""
@@ -107,6 +112,7 @@ class $cls:
     name: ClassVar[str] = "$name"
     event_types: ClassVar[tuple[str, ...]] = ("Guestpass.redeemed",)
     schema: ClassVar[type[BaseModel]] = RedemptionData
+    outputs: ClassVar[tuple[type[BaseModel], ...]] = (${cls}Enriched,)
 
     async def handle(self, event: Event[RedemptionData], ctx: Context) -> None:
         """One API call at most: the guest (none when a center's snapshot has them)."""
@@ -117,7 +123,7 @@ class $cls:
             first_name=guest.personal_info.first_name, last_name=guest.personal_info.last_name,
             home_center_id=guest.center_id,
         )
-        await ctx.publish(OUTPUT, output)
+        await ctx.publish(${cls}Enriched.routing_key(), output)
         ctx.log.info("event.enriched", calls=ctx.zenoti.calls - before, guest_id=guest.id)
 '''
 
@@ -141,7 +147,8 @@ from processor.testing import (
     plugin_problems,
 )
 
-from $package.handler import OUTPUT, $cls
+from $package.handler import $cls
+from $package.schema import ${cls}Enriched
 
 UNKNOWN_GUEST = "00000000-0000-4000-8000-000000000000"
 
@@ -156,10 +163,11 @@ async def test_a_redemption_publishes_its_guest_as_zenoti_has_them(
     body = zenoti_sandbox.webhook("Guestpass.redeemed")
     await $cls().handle(event_of($cls, body), zenoti_handler_context)
     guest = zenoti_sandbox.org.guests[body["data"]["guest_id"]]
-    published = zenoti_recorder.json(OUTPUT)
+    published = zenoti_recorder.json(${cls}Enriched.routing_key())
     assert (published["event_id"], published["guest_id"]) == (body["event_id"], guest.id)
     assert (published["first_name"], published["home_center_id"]) == (
         guest.first_name, guest.center_id)
+    assert published["schema_version"] == ${cls}Enriched.version
     assert zenoti_handler_context.zenoti.calls == 1
 
 

@@ -6,13 +6,13 @@ service, over ``launcher.Children`` (spawn, wait ready, stop; nothing left runni
 
 ``up`` lets a newcomer see events flow. First a broker and Redis (``processor/dev/backing.py``:
 the ones that answer, else private ones it starts; a broker it cannot have ends it with one
-line saying how to get one). Then the sandbox (a stand-in Zenoti API), the ingress, a worker
-and ``tap`` as children, and the simulator posts signed deliveries. The ingress spools what the
-broker does not confirm (``SPOOL_DIR``, else ``spool_dir_for``: kept across runs, so what a
-killed ``up`` left is forwarded by the next). The console shows the
-enriched events and one summary line (``processor/dev/console.py``); the services' logs are
-kept apart (``--logs DIR``), quoted when a service fails. Demo credentials only; never use
-them for real.
+line saying how to get one). Then the sandbox (a stand-in Zenoti API), the ingress, a worker,
+the operator's console (a fresh token each run, said on the terminal) and ``tap`` as
+children, and the simulator posts signed deliveries. The ingress spools what the broker does
+not confirm (``SPOOL_DIR``, else ``spool_dir_for``: kept across runs, so what a killed ``up``
+left is forwarded by the next). The terminal shows the enriched events and one summary line
+(``processor/dev/console.py``); the services' logs are kept apart (``--logs DIR``), quoted
+when a service fails. Demo credentials only; never use them for real.
 
 Ctrl-C, SIGTERM, SIGHUP or ``--seconds`` stop everything ``up`` started, the broker last, at
 any point: a start-up that fails or is interrupted stops what it had started.
@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -55,6 +57,7 @@ class Stack(Children):
     sandbox_port: int = field(default_factory=free_port)
     ingress_port: int = field(default_factory=free_port)
     worker_port: int = field(default_factory=free_port)
+    console_port: int = field(default_factory=free_port)
     log_format: str = "json"
     settings: dict[str, str] = field(default_factory=dict)
 
@@ -94,6 +97,22 @@ class Stack(Children):
         return self.spawn("worker", *extra, env=env, ready=readyz(port) if wait else None)
 
 
+    def console(self, token: str, write_token: str | None = None, *,
+                wait: bool = True) -> subprocess.Popen[bytes]:
+        """The operator's console on ``console_port``, on loopback and plain HTTP (so its
+        cookie is not ``Secure``), reading the ingress's and the worker's ``/metrics``."""
+        metrics = [f"http://127.0.0.1:{port}/metrics"
+                   for port in (self.ingress_port, self.worker_port)]
+        env = {**self.env, "ZENOTI_EVENTS_CONSOLE_TOKEN": token,
+               "ZENOTI_EVENTS_CONSOLE_SECURE_COOKIE": "false",
+               "ZENOTI_EVENTS_CONSOLE_METRICS_URLS": json.dumps(metrics)}
+        if write_token is not None:
+            env["ZENOTI_EVENTS_CONSOLE_WRITE_TOKEN"] = write_token
+        ready = f"http://127.0.0.1:{self.console_port}/login" if wait else None
+        return self.spawn("console", "--host", "127.0.0.1", "--port", str(self.console_port),
+                          env=env, ready=ready)
+
+
 def spool_dir_for(port: int, environ: dict[str, str] | None = None) -> Path:
     """``up``'s spool when ``SPOOL_DIR`` is unset: ``$XDG_STATE_HOME`` (else
     ``~/.local/state``)``/zenoti-events/spool/ingress-<port>``. State, not cache: it holds
@@ -111,6 +130,7 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--ingress-port", type=int, default=8080)
     parser.add_argument("--sandbox-port", type=int, default=8090)
     parser.add_argument("--worker-port", type=int, default=9100)
+    parser.add_argument("--console-port", type=int, default=8091)
     parser.add_argument("--logs", type=Path, default=None, metavar="DIR",
                         help="keep the services' logs in DIR/<service>.log (default: kept "
                              "until exit, shown when a service fails)")
@@ -159,7 +179,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             redis = backing.redis(told, started, say)
             stack = started.enter_context(Stack(
                 url, sandbox_port=args.sandbox_port, ingress_port=args.ingress_port,
-                worker_port=args.worker_port, output="capture", log_dir=args.logs,
+                worker_port=args.worker_port, console_port=args.console_port,
+                output="capture", log_dir=args.logs,
                 log_format=os.environ.get("ZENOTI_EVENTS_LOG_FORMAT", "json"),
                 # None found: "" turns Redis off, rather than a dead URL from the environment
                 settings={"ZENOTI_EVENTS_REDIS_URL": redis or "",
@@ -185,7 +206,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 def _start(args: argparse.Namespace, stack: Stack, started: contextlib.ExitStack,
            console: Console, settings: Settings) -> subprocess.Popen[bytes]:
     """Tap first (bound before the first event), sandbox, ingress and worker made ready, the
-    summary's scoreboard, then the simulator, which is returned."""
+    summary's scoreboard, the console, then the simulator, which is returned."""
     tap = stack.spawn("tap", pipe=True)
     assert tap.stdout is not None
     console.follow(tap.stdout)
@@ -199,10 +220,16 @@ def _start(args: argparse.Namespace, stack: Stack, started: contextlib.ExitStack
     board.start()
     started.callback(board.close)
     console.show(board)
+    # Fresh tokens each run; the one said is the write token (this console is on loopback
+    # alone), the read-only one is not used.
+    token = secrets.token_urlsafe(12)
+    stack.console(secrets.token_urlsafe(12), token)
     simulator = stack.spawn("simulate", "--url", stack.webhook_url, "--secret", stack.secret,
                             "--rate", str(args.rate), "--count", str(args.count))
     console.say(f"zenoti-events up: ingress {stack.webhook_url}, metrics {metrics[0]} and "
                 f"{metrics[1]}; Ctrl-C stops")
+    console.say(f"zenoti-events up: console http://127.0.0.1:{args.console_port} "
+                f"(token {token}: it may replay and purge)")
     return simulator
 
 

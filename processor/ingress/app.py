@@ -26,6 +26,12 @@ the original in the ``event_id`` header), and de-duplication remembers that id, 
 organisations' deliveries never collide however their ids are chosen.
 
 Errors are JSON: ``{"error": "<code>", "message": "<what is wrong>"}``; they never echo secrets.
+
+With a ``tracer`` (tracing on, ``processor.tracing``), each delivery is a SERVER span, timed
+from the request's arrival, that continues the sender's ``traceparent`` only once the
+signature is verified (``processor.tracing.spans``: refused requests and unsigned tenants'
+deliveries start a new trace), and what is published (or spooled) carries the span's context
+in its ``traceparent``/``tracestate`` headers; without one, none of that runs.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from datetime import UTC, datetime
 
 from aio_pika.abc import HeadersType
 from aiohttp import web
+from opentelemetry.trace import Tracer
 from prometheus_client import Counter
 from structlog.typing import FilteringBoundLogger
 
@@ -60,6 +67,7 @@ from processor.metrics import Metrics
 from processor.serving import probes
 from processor.settings import DEFAULT_TENANT, Settings, TenantSettings
 from processor.spool.spool import Spool, Spooled
+from processor.tracing import carrier, spans
 from processor.worker.dedupe import Deduplicator, MemoryDeduplicator
 from schemas.envelope import routing_key
 
@@ -73,9 +81,10 @@ class Ingress:
     def __init__(
         self, settings: Settings, publisher: ConfirmedPublisher, metrics: Metrics,
         log: FilteringBoundLogger, accepted: Deduplicator | None = None,
-        spool: Spool | None = None,
+        spool: Spool | None = None, tracer: Tracer | None = None,
     ) -> None:
         self._settings = settings
+        self._tracer = tracer
         self._tenants: dict[str, TenantSettings] = settings.all_tenants()
         self._publisher = publisher
         self._metrics = metrics
@@ -115,7 +124,22 @@ class Ingress:
         return durable and not self.draining
 
     async def deliver(self, request: web.Request) -> web.Response:
-        """Answer one delivery (see the module docstring for the contract)."""
+        """Answer one delivery (see the module docstring for the contract), timed in
+        ``zenoti_events_answer_seconds``."""
+        started = time.perf_counter()
+        if self._tracer is None:
+            response = await self._answer(request)
+        else:
+            route = request.match_info.route.resource
+            with spans.serving(self._tracer, request.method,
+                               route.canonical if route else WEBHOOK_PATH, request.headers
+                               ) as serving:
+                response = await self._answer(request)
+                serving.answered(response.status)
+        self._metrics.answer_seconds.observe(time.perf_counter() - started)
+        return response
+
+    async def _answer(self, request: web.Request) -> web.Response:
         tenant = request.match_info.get("tenant", DEFAULT_TENANT)
         try:
             response = await self._accept(request, tenant)
@@ -140,6 +164,8 @@ class Ingress:
             return web.json_response({"status": "ok", "detail": "empty body: test trigger"})
         signed = bool(config.webhook_secrets)
         signature.verify(body, request.headers.get(signature.HEADER), config.webhook_secrets)
+        if self._tracer is not None:  # only now may a signed sender's traceparent continue
+            spans.verified(signed)
         if not signed:
             self._metrics.unsigned.labels(tenant=tenant).inc()
         try:
@@ -191,6 +217,9 @@ class Ingress:
             m.EVENT_ID: header_text(key), m.RECEIVED_AT: datetime.now(UTC).isoformat(),
             m.DELIVERY_ID: header_text(delivery_id),
         }), **(parked.to_headers() if parked else {})}
+        if self._tracer is not None:  # the delivery's span, for the worker to continue
+            spans.delivery_described(event_type, message_id)  # started first, if not yet
+            carrier.inject(headers)
         if await self._send(exchange, key_for_routing, body, message_id, headers):
             outcome = "spooled" if outcome == "accepted" else outcome
         await self._accepted.remember(message_id)
@@ -285,6 +314,8 @@ class Ingress:
 
     def _count(self, tenant: str, outcome: str, status: int) -> None:
         # labels() costs a few microseconds a call; the children are few (tenants x outcomes).
+        if self._tracer is not None:  # every answer is counted once: the span learns it here
+            spans.delivery_counted(tenant, outcome)
         child = self._counters.get((tenant, outcome, status))
         (child or self._child(tenant, outcome, status)).inc()
 

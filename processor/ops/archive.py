@@ -8,7 +8,8 @@ times. Nor its size on disk: ``Stats`` sums the bodies it counted, and estimates
 from their mean (headers and the stream's framing add a little; ``du`` on the node's
 ``stream`` directory gives the size on disk).
 
-``connection`` is the one way the archive commands reach the broker.
+``connection`` is the one way the archive commands reach the broker; ``handler_bindings``,
+``find`` and ``run_replay`` are what both ``zenoti-events replay`` and the console use.
 """
 
 from __future__ import annotations
@@ -16,16 +17,18 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
-from processor.broker import stream
+from processor.broker import stream, topology
 from processor.broker.connect import connect
 from processor.broker.stream import ARCHIVE, Offset
 from processor.logs import get_logger
 from processor.message import MessageMeta
+from processor.ops import replay
 from processor.settings import Settings
+from processor.worker import plugins
 
 PARKED_TYPE = "(parked by the ingress)"
 
@@ -73,6 +76,57 @@ async def connection(settings: Settings, name: str) -> AbstractConnection:
     """A connection to the broker for the ``name`` command (``replay``, ``archive``)."""
     return await connect(settings.amqp_url.get_secret_value(), attempt_timeout=10,
                          name=name, log=get_logger(component=name))
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One archived delivery, as ``find`` shows it."""
+
+    offset: int
+    received_at: datetime | None
+    tenant: str | None
+    event_type: str | None
+    message_id: str | None
+    parked: bool
+
+
+def handler_bindings(settings: Settings) -> list[topology.Binding]:
+    """The installed handlers and the types each takes after ``HANDLER_EVENT_TYPES``, as the
+    workers bind them: where a replay sends copies."""
+    return topology.bindings_for({h.name: h.cls.event_types for h in plugins.discover()},
+                                 settings.handler_event_types)
+
+
+async def run_replay(settings: Settings, plan: replay.Plan, summary: replay.Summary,
+                     progress: replay.Progress | None = None) -> replay.Summary:
+    """Run ``plan`` on a connection of its own (``replay.replay`` has the contract)."""
+    async with await connection(settings, "replay") as conn:
+        reading = await conn.channel()
+        publishing = await conn.channel(publisher_confirms=True, on_return_raises=True)
+        return await replay.replay(reading, publishing, plan, summary, progress)
+
+
+async def find(connection: AbstractConnection, window: replay.Window, *, limit: int = 100,
+               late: float = 300.0, idle: float = 2.0) -> tuple[list[Delivery], bool]:
+    """The first ``limit`` deliveries ``window`` selects, read as a replay reads (from
+    ``late`` seconds before its start to ``late`` after its end, never past now), and whether
+    more were there (reading stops at the first one past ``limit``)."""
+    found: list[Delivery] = []
+    stop_at = min(window.until + timedelta(seconds=late), datetime.now(UTC))
+    channel = await connection.channel()
+    async with channel, contextlib.aclosing(stream.read(
+            channel, ARCHIVE, window.since - timedelta(seconds=late), idle=idle)) as messages:
+        async for message in messages:
+            meta = MessageMeta.from_headers(message.headers)
+            if meta.received_at is not None and meta.received_at >= stop_at:
+                break
+            if not window.matches(meta):
+                continue
+            if len(found) >= limit:
+                return found, True
+            found.append(Delivery(stream.offset_of(message), meta.received_at, meta.tenant,
+                                  meta.event_type, message.message_id, bool(meta.reason)))
+    return found, False
 
 
 async def stats(connection: AbstractConnection, *, since: datetime | None = None,

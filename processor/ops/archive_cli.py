@@ -30,12 +30,10 @@ from typing import Any, TypeVar
 import aio_pika
 
 from processor import logs
-from processor.broker import topology
 from processor.broker.stream import ARCHIVE
 from processor.errors import BrokerUnavailable
 from processor.ops import archive, replay
 from processor.settings import Settings
-from processor.worker import plugins
 
 _T = TypeVar("_T")
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
@@ -73,8 +71,7 @@ def add_parsers(sub: Any) -> None:
 
 
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
-    bindings = topology.bindings_for({h.name: h.cls.event_types for h in plugins.discover()},
-                                     settings.handler_event_types)
+    bindings = archive.handler_bindings(settings)
     unknown = sorted(set(args.handler or ()) - {b.handler for b in bindings})
     if unknown:
         print(f"zenoti-events replay: no installed handler named {', '.join(unknown)}",
@@ -86,7 +83,7 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
                        args.by or _who(), args.rate,
                        args.dry_run, args.late, args.idle, settings.confirm_timeout)
     summary, line = replay.Summary(), _Line()
-    failed = _broker_run(_replaying(settings, plan, summary, line), "replay") is None
+    failed = _broker_run(archive.run_replay(settings, plan, summary, line), "replay") is None
     line.show(summary)
     print(file=sys.stderr)
     print(_summary(summary, plan))
@@ -95,15 +92,6 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
                                published=dict(summary.published), by=plan.by,
                                since=window.since.isoformat(), until=window.until.isoformat())
     return 1 if failed else 0
-
-
-async def _replaying(settings: Settings, plan: replay.Plan, summary: replay.Summary,
-                     progress: replay.Progress) -> replay.Summary:
-    connection = await archive.connection(settings, "replay")
-    async with connection:
-        reading = await connection.channel()
-        publishing = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        return await replay.replay(reading, publishing, plan, summary, progress)
 
 
 class _Line:

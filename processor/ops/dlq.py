@@ -73,6 +73,7 @@ def _action(actions: Any, name: str, text: str, command: Callable[..., int], *,
         parser.add_argument("--since", type=_instant, help="dead (else received) at or after")
         parser.add_argument("--until", type=_instant, help="dead (else received) before")
         parser.add_argument("--id", dest="message_id", help="only this message id")
+        parser.add_argument("--tenant", help="only this tenant's messages")
     parser.set_defaults(command=command)
     return parser
 
@@ -124,7 +125,7 @@ def _purge(args: argparse.Namespace, settings: Settings) -> int:
         if not args.yes:
             count = len(await lot.browse(where))
             print(f"zenoti-events dlq: refusing to purge without --yes: it would delete "
-                  f"{count} message(s) from {_shown(lot.queue)} ({_shown(_describe(where))})",
+                  f"{count} message(s) from {_shown(lot.queue)} ({_shown(where.describe())})",
                   file=sys.stderr)
             return 2
         count = await lot.purge(where)
@@ -183,21 +184,22 @@ async def _channel(settings: Settings) -> AsyncIterator[aio_pika.abc.AbstractCha
         yield await connection.channel(publisher_confirms=True, on_return_raises=True)
 
 
+@contextlib.asynccontextmanager
+async def open_lot(settings: Settings, lot: str) -> AsyncIterator[ParkingLot]:
+    """The lot behind both ``dlq`` and the console (one implementation of each action)."""
+    async with _channel(settings) as channel:
+        handler = None if lot == UNROUTED_LOT else lot
+        yield ParkingLot(channel, handler, confirm_timeout=settings.confirm_timeout)
+
+
 def _filter(args: argparse.Namespace) -> Filter:
     return Filter(event_type=args.event_type, reason=args.reason, since=args.since,
-                  until=args.until, message_id=args.message_id)
-
-
-def _describe(where: Filter) -> str:
-    chosen = [f"{name}={value}" for name, value in (
-        ("event type", where.event_type), ("reason", where.reason), ("id", where.message_id),
-        ("since", where.since), ("until", where.until)) if value is not None]
-    return ", ".join(chosen) or "every message"
+                  until=args.until, message_id=args.message_id, tenant=args.tenant)
 
 
 def _log(args: argparse.Namespace, event: str, queue: str, count: int) -> None:
     # Replay and purge change what is parked: the log keeps a trace of each one.
-    logs.get_logger().info(event, queue=queue, count=count, filter=_describe(_filter(args)))
+    logs.get_logger().info(event, queue=queue, count=count, filter=_filter(args).describe())
 
 
 def _bar(stream: TextIO) -> Progress:

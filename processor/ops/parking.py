@@ -17,9 +17,12 @@ Kept messages end in their original order; being new messages, their ``x-deliver
 never grows. If a publish is not confirmed, the original is nacked back (requeue) and the pass
 stops with ``BrokerUnavailable``: each message always exists at least once (a crash between a
 confirm and its ack leaves a duplicate). Run one pass per queue at a time: a concurrent
-consumer or pass would take messages this one counted. A copy through the default exchange
-gets the queue's name as routing key, so the first rotation records the key the message was
-parked with in ``x-zenoti-routing-key`` (its only change): replay from unrouted needs it.
+consumer or pass would take messages this one counted (the console holds a lock per lot around
+each of its passes; nothing stops a ``zenoti-events dlq`` run at the same moment). ``taken``
+says how many the pass under way (or the last one) took so far, also after it failed. A copy
+through the default exchange gets the queue's name as routing key, so the first rotation
+records the key the message was parked with in ``x-zenoti-routing-key`` (its only change):
+replay from unrouted needs it.
 
 Copies are published on the lot's own confirm channel, not through the confirmed publisher
 (``processor.broker.publisher``), which sends the messages zenoti-events makes: a copy is a
@@ -35,6 +38,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -125,6 +129,7 @@ class Filter:
     since: datetime | None = None
     until: datetime | None = None
     message_id: str | None = None
+    tenant: str | None = None
 
     def matches(self, message: ParkedMessage) -> bool:
         moment = message.dead_at or message.received_at
@@ -132,8 +137,18 @@ class Filter:
         return (wanted.casefold() == message.event_type.casefold()
                 and self.reason in (None, message.reason)
                 and self.message_id in (None, message.message_id)
+                and self.tenant in (None, message.tenant)
                 and (self.since is None or (moment is not None and moment >= self.since))
                 and (self.until is None or (moment is not None and moment < self.until)))
+
+    def describe(self, shown: Callable[[str], str] = str) -> str:
+        """The filter as one line for a person or a log (``shown`` renders each value: a
+        caller that logs values from a request sanitizes them there)."""
+        chosen = [f"{name}={shown(str(value))}" for name, value in (
+            ("event type", self.event_type), ("reason", self.reason), ("id", self.message_id),
+            ("since", self.since), ("until", self.until), ("tenant", self.tenant))
+            if value is not None]
+        return ", ".join(chosen) or "every message"
 
 
 class ParkingLot:
@@ -149,6 +164,7 @@ class ParkingLot:
         self.key: str | None = queue_name(handler) if handler else None
         self._channel = channel
         self._timeout = confirm_timeout
+        self.taken = 0
 
     async def browse(self, filter: Filter | None = None, *,
                      progress: Progress | None = None) -> list[ParkedMessage]:
@@ -162,6 +178,33 @@ class ParkingLot:
 
         await self._pass(look, progress)
         return found
+
+    async def depth(self) -> tuple[int, int]:
+        """The lot's ready messages and consumers (a passive declare)."""
+        queue = await self._channel.declare_queue(self.queue, passive=True)
+        result = queue.declaration_result
+        return result.message_count or 0, result.consumer_count or 0
+
+    async def look(self, see: Callable[[ParkedMessage], None], *, limit: int) -> bool:
+        """Call ``see`` with every message in queue order, the lot left as it was (one
+        browsing pass; ``see`` keeps what it needs, nothing else stays in memory); ``False``,
+        reading nothing, when the lot holds more than ``limit``."""
+        if (await self.depth())[0] > limit:
+            return False
+
+        async def keep(_: AbstractIncomingMessage, parked: ParkedMessage) -> bool:
+            see(parked)
+            return False
+
+        await self._pass(keep, None)
+        return True
+
+    async def reasons(self, *, limit: int) -> Counter[str] | None:
+        """The lot's messages by reason, the lot left as it was (one browsing pass, no body
+        kept); ``None``, reading nothing, when it holds more than ``limit``."""
+        found: Counter[str] = Counter()
+        seen = await self.look(lambda parked: found.update((parked.reason,)), limit=limit)
+        return found if seen else None
 
     async def replay(self, filter: Filter, *, rate: float, dry_run: bool = False,
                      limit: int | None = None, progress: Progress | None = None) -> int:
@@ -197,7 +240,7 @@ class ParkingLot:
     async def _pass(self, take: _Take, progress: Progress | None) -> int:
         queue = await self._channel.declare_queue(self.queue, passive=True)
         total = queue.declaration_result.message_count or 0
-        now, taken = datetime.now(UTC), 0
+        now, self.taken = datetime.now(UTC), 0
         for done in range(1, total + 1):
             message = await queue.get(fail=False, timeout=self._timeout)
             if message is None:
@@ -206,7 +249,7 @@ class ParkingLot:
             parked = ParkedMessage.of(message, lot=self.queue, routing_key=key, now=now)
             try:
                 if await take(message, parked):
-                    taken += 1
+                    self.taken += 1
                 else:
                     await self._publish(_copy(message, {**message.headers,
                                                         ROUTING_KEY: key}), "", self.queue)
@@ -217,7 +260,7 @@ class ParkingLot:
             await message.ack()
             if progress:
                 progress(done, total)
-        return taken
+        return self.taken
 
     async def _publish(self, message: aio_pika.Message, exchange: str, key: str) -> None:
         try:

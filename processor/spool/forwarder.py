@@ -36,6 +36,7 @@ from processor.errors import BrokerUnavailable, PublishRefused
 from processor.message import TENANT, MessageMeta
 from processor.settings import Settings
 from processor.spool.spool import Position, Spool, Spooled
+from processor.tracing.carrier import is_traceparent, is_tracestate
 
 _WINDOW = 128  # records in flight at once: enough to fill a confirm round trip
 
@@ -132,6 +133,7 @@ class Forwarder:
         return len(window)
 
     async def _publish(self, record: Spooled) -> None:
+        record = self._trace_checked(record)
         if not _trusted(record):
             kept = await asyncio.to_thread(_keep_refused, self._spool, record)
             self._log.error("spool.record_rejected", message_id=record.message_id[:100],
@@ -144,6 +146,20 @@ class Forwarder:
                 headers=record.headers, confirm_timeout=self._confirm_timeout)
         except PublishRefused as exc:
             await self._park(record, exc)
+
+    def _trace_checked(self, record: Spooled) -> Spooled:
+        """``record`` without a trace header unlike those the ingress writes (``traceparent``
+        not in W3C's 55-character form, ``tracestate`` not text of at most 512 characters):
+        the header is dropped, the record kept, and that said (throttled)."""
+        headers = record.headers
+        bad = [name for name, valid in ((m.TRACEPARENT, is_traceparent),
+                                        (m.TRACESTATE, is_tracestate))
+               if name in headers and not valid(headers[name])]
+        if not bad:
+            return record
+        logs.THROTTLE.warning(self._log, "spool.trace_header_dropped", headers=bad,
+                              message_id=record.message_id[:100])
+        return record._replace(headers={k: v for k, v in headers.items() if k not in bad})
 
     async def _park(self, record: Spooled, problem: PublishRefused) -> None:
         """Park a record the broker refuses; keep it on disk if that is refused too."""
@@ -213,9 +229,11 @@ def _trusted(record: Spooled) -> bool:
             and _INGRESS_HEADERS.issuperset(record.headers))
 
 
-# Every header the ingress puts on a delivery (processor/ingress/app.py), parked ones included.
+# Every header the ingress puts on a delivery (processor/ingress/app.py), parked ones included;
+# the trace context too (tracing on), so that a spooled delivery still joins its trace (its
+# values checked first: ``Forwarder._trace_checked``).
 _INGRESS_HEADERS = frozenset({m.TENANT, m.EVENT_TYPE, m.EVENT_ID, m.RECEIVED_AT, m.DELIVERY_ID,
-                              m.REASON, m.ERROR, m.DEAD_AT})
+                              m.REASON, m.ERROR, m.DEAD_AT, m.TRACEPARENT, m.TRACESTATE})
 
 
 def _keep_refused(spool: Spool, record: Spooled) -> str:

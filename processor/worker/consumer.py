@@ -1,8 +1,8 @@
 """The worker: consumes every enabled handler's queue, reconnecting after any broker loss.
 
-Each connection is a *session*: connect, declare the topology, open one channel per handler
-with the configured prefetch, consume, then wait until the connection closes (or we are told
-to stop). A lost connection ends the session and a new one re-attaches every consumer from
+Each connection is a *session*: connect, declare (or check) the topology, open one channel per
+handler with the configured prefetch, consume, then wait until the connection closes (or we are
+told to stop). A lost connection ends the session and a new one re-attaches every consumer from
 scratch; this replaces aio-pika's robust connection, whose consumers can silently stop after a
 reconnect. The broker may also close one channel alone (a ``consumer_timeout``, a channel
 error such as acking an unknown delivery tag) or cancel one consumer (its queue deleted): then
@@ -11,7 +11,10 @@ Output and retries go through a separate publishing connection, as RabbitMQ advi
 control on publishes never stalls deliveries.
 
 A topology that differs from the broker's (``TopologyMismatch``) is a configuration error:
-``run`` raises it at once instead of reconnecting, and the process exits.
+``run`` raises it at once instead of reconnecting, and the process exits. With
+``declare_topology`` off a session declares nothing: it checks, passively, that its queues, its
+delay queues and the exchanges it publishes to exist, and a ``ConfigError`` naming every one
+missing ends the process the same way (``zenoti-events topology`` makes them).
 
 SIGTERM (``stop`` set): readiness turns false, consumers are cancelled, in-flight messages get
 ``shutdown_grace`` seconds to finish, then the connection closes and anything unacked returns
@@ -121,11 +124,15 @@ class Worker:
 
     async def _declare(self, connection: AbstractConnection) -> None:
         setup = await connection.channel()
-        await topology.declare(
-            setup, self._bindings, retry_tiers=self._settings.retry_tiers,
-            delivery_limit=self._settings.delivery_limit,
-            archive=Retention.of(self._settings),
-        )
+        if self._settings.declare_topology:
+            await topology.declare(
+                setup, self._bindings, retry_tiers=self._settings.retry_tiers,
+                delivery_limit=self._settings.delivery_limit,
+                archive=Retention.of(self._settings),
+            )
+        else:
+            await topology.check(
+                setup, topology.worker_needs(self._bindings, self._settings.retry_tiers))
         await setup.close()
 
     def _consumer(self, dispatcher: Dispatcher) -> _Consumer:

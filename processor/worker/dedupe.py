@@ -8,7 +8,8 @@ The Redis store is shared by every pod. The memory store is bounded (oldest keys
 and per process: correct for one process only, which the processes say at start-up.
 A store that fails (Redis away) never blocks work: ``seen`` answers False (process it; the
 worst case is a duplicate, which downstream ids make harmless) and the failure is logged, once
-per minute however many calls fail (``logs.Throttle``), and its end once.
+per minute however many calls fail (``logs.Throttle``), and its end once. Every call's outcome
+sets ``zenoti_events_redis_up{store="dedupe"}`` (``processor.zenoti.redis_up``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from redis.exceptions import RedisError
 from structlog.typing import FilteringBoundLogger
 
 from processor import logs
+from processor.zenoti.redis_up import RedisUp
 
 
 class Deduplicator(Protocol):
@@ -71,11 +73,14 @@ class MemoryDeduplicator:
 class RedisDeduplicator:
     """Shared through Redis: one key per entry, ``<namespace>:<key>``, ``SET .. EX window``.
 
-    ``throttle`` keeps an outage to a line a minute (default: the process's ``THROTTLE``)."""
+    ``throttle`` keeps an outage to a line a minute (default: the process's ``THROTTLE``);
+    ``up`` records each call's outcome."""
 
     def __init__(self, client: aioredis.Redis, namespace: str, window: float,
-                 log: FilteringBoundLogger, throttle: logs.Throttle | None = None) -> None:
+                 log: FilteringBoundLogger, throttle: logs.Throttle | None = None,
+                 up: RedisUp | None = None) -> None:
         self._redis = client
+        self._up = up or RedisUp()
         self._prefix = f"{namespace}:"
         self._window = max(1, int(window))
         self._log = log
@@ -99,9 +104,11 @@ class RedisDeduplicator:
         self._available()
 
     def _unavailable(self, operation: str, exc: RedisError) -> None:
+        self._up.failed(exc)
         self._throttle.warning(self._log, _DOWN, operation=operation, error=repr(exc))
 
     def _available(self) -> None:
+        self._up.answered()
         self._throttle.recovered(self._log, _DOWN, "dedupe.recovered")
 
     async def aclose(self) -> None:
@@ -113,17 +120,18 @@ _DOWN = "dedupe.unavailable"
 
 def make_deduplicator(
     redis_url: str | None, namespace: str, window: float, max_keys: int,
-    log: FilteringBoundLogger,
+    log: FilteringBoundLogger, up: RedisUp | None = None,
 ) -> Deduplicator:
     """Redis-backed when ``redis_url`` is given, else in memory (with a start-up warning).
-    ``namespace`` prefixes every Redis key, e.g. ``zenoti-events:done``."""
+    ``namespace`` prefixes every Redis key, e.g. ``zenoti-events:done``; ``up`` records the
+    Redis calls' outcomes."""
     if redis_url:
         # A pool that waits (bounded) for a free connection: redis-py's default pool raises
         # MaxConnectionsError at once past 100, and a busy process has more in flight.
         client = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
             redis_url, socket_timeout=1.0, socket_connect_timeout=1.0, max_connections=256,
             timeout=1.0))
-        return RedisDeduplicator(client, namespace, window, log)
+        return RedisDeduplicator(client, namespace, window, log, up=up)
     log.warning("dedupe.in_process", namespace=namespace,
                 detail="no redis_url: duplicates are caught within this process only")
     return MemoryDeduplicator(window, max_keys)

@@ -8,20 +8,28 @@ unrun, unless it is a replay from the archive (``x-zenoti-replay-of``): running 
 what the operator asked for. It is still remembered once handled, and its outputs carry
 ``x-zenoti-replay-of`` beside their stable ids, so consumers can tell a re-run from a
 duplicate. ``handle`` gets ``handler_timeout`` seconds; past it the message is retried.
+
+With a ``tracer`` (tracing on, ``processor.tracing``), each message is a CONSUMER span, child
+of the context in its headers, carrying the handler and the fate; its output publishes are
+PRODUCER spans whose context goes into the output's headers, and a retry copy names the first
+attempt's span, which later attempts link to. Without one, none of that runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from typing import Any
 
+from opentelemetry.trace import Tracer
 from pydantic import BaseModel
 from structlog.typing import FilteringBoundLogger
 
 from processor import message as m
 from processor.broker.protocols import Headers, IncomingMessage, Publisher
 from processor.broker.topology import DEAD, ENRICHED, queue_name
+from processor.contract import cloudevents
 from processor.errors import BrokerUnavailable, HandlerTimeout, PermanentError, PublishRefused
 from processor.fate import Fate, Outcome, decide
 from processor.handler import Context, Event, Handler
@@ -29,6 +37,8 @@ from processor.logs import MessageFields
 from processor.message import MessageMeta, headers_of, output_id, scoped_key
 from processor.metrics import Metrics
 from processor.settings import DEFAULT_TENANT
+from processor.tracing import carrier, spans
+from processor.tracing.publishing import TracedPublisher
 from processor.worker.deadline import DeadlineExceeded, within
 from processor.worker.decode import decode_event
 from processor.worker.dedupe import Deduplicator
@@ -46,10 +56,17 @@ class Dispatcher:
         self, handler: Handler, *, publisher: Publisher, clients: ZenotiClients,
         tenants: frozenset[str], retry: RetryPolicy, done: Deduplicator, metrics: Metrics,
         log: FilteringBoundLogger, confirm_timeout: float = 5.0, handler_timeout: float = 60.0,
+        tracer: Tracer | None = None, requeue_pause: float = 1.0,
     ) -> None:
         self.handler = handler
+        self._requeue_pause = requeue_pause
         self.queue = queue_name(handler.name)
-        self._publisher = publisher
+        self._tracer = tracer
+        # Outputs through a span when tracing; retry copies and dead letters keep the
+        # delivery's own context (``_copies``).
+        self._publisher: Publisher = (
+            publisher if tracer is None else TracedPublisher(publisher, tracer))
+        self._copies = publisher
         self._clients = clients
         self._tenants = tenants
         self._retry = retry
@@ -73,23 +90,39 @@ class Dispatcher:
         with MessageFields(handler=name, event_id=message.message_id,
                            event_type=meta.event_type, tenant=meta.tenant):
             try:
-                await self._process(message, meta)
+                if self._tracer is None:
+                    await self._process(message, meta)
+                else:
+                    await self._traced(message, meta, self._tracer)
             finally:
                 self._in_flight.dec()
                 self._seconds.observe(time.perf_counter() - started)
 
-    async def _process(self, message: IncomingMessage, meta: MessageMeta) -> None:
+    async def _traced(self, message: IncomingMessage, meta: MessageMeta, tracer: Tracer) -> None:
+        """``_process`` inside the message's span, its log lines carrying the trace id."""
+        with spans.consuming(tracer, self.queue, self.handler.name, message.headers,
+                             message.message_id, len(message.body), meta) as span:
+            with MessageFields(handler=self.handler.name, event_id=message.message_id,
+                               event_type=meta.event_type, tenant=meta.tenant,
+                               trace_id=spans.trace_id(span)):
+                label, fate = await self._process(message, meta)
+            spans.settled(span, label, fate)
+
+    async def _process(self, message: IncomingMessage, meta: MessageMeta
+                       ) -> tuple[str, Fate | None]:
+        """Run and settle the message; its ``messages_total`` outcome, and its fate unless it
+        was a duplicate."""
         done_key = self._done_key(message, meta)
         replayed = meta.replay_of is not None  # re-run on purpose: never a duplicate
         if done_key and not replayed and await self._done.seen(done_key):
             await message.ack()
             self._outcomes["duplicate"].inc()
             self._log.info("message.duplicate")
-            return
+            return "duplicate", None
         fate = await self._run(message, meta)
         if fate.outcome is Outcome.ACK and done_key:
             await self._done.remember(done_key)
-        await self._settle(message, fate)
+        return await self._settle(message, fate)
 
     def _done_key(self, message: IncomingMessage, meta: MessageMeta) -> str | None:
         """``<handler>:<tenant>:<key>``. The ingress's message ids already start with the
@@ -132,12 +165,13 @@ class Dispatcher:
 
     def _context(self, event: Event[Any], replay_of: str | None) -> Context:
         async def publish(name: str, model: BaseModel) -> None:
+            message_id = output_id(event.tenant, event.key, self.handler.name, name)
+            ours = headers_of({m.TENANT: event.tenant, m.HANDLER: self.handler.name,
+                               m.SOURCE_EVENT_TYPE: event.event_type,
+                               m.RECEIVED_AT: event.received_at, m.REPLAY_OF: replay_of})
             await self._publisher.publish(
-                ENRICHED, name, model.model_dump_json().encode(),
-                message_id=output_id(event.tenant, event.key, self.handler.name, name),
-                headers=headers_of({m.TENANT: event.tenant, m.HANDLER: self.handler.name,
-                                    m.SOURCE_EVENT_TYPE: event.event_type,
-                                    m.RECEIVED_AT: event.received_at, m.REPLAY_OF: replay_of}),
+                ENRICHED, name, model.model_dump_json().encode(), message_id=message_id,
+                headers={**ours, **cloudevents.headers(event, name, model, message_id)},
                 confirm_timeout=self._timeout,
             )
 
@@ -146,7 +180,7 @@ class Dispatcher:
         zenoti = self._clients.for_tenant(event.tenant).bound(fresh_after)
         return Context(zenoti=zenoti, log=self._log, publish=publish)
 
-    async def _settle(self, message: IncomingMessage, fate: Fate) -> None:
+    async def _settle(self, message: IncomingMessage, fate: Fate) -> tuple[str, Fate]:
         try:
             rejected = False
             try:
@@ -161,6 +195,11 @@ class Dispatcher:
         except BrokerUnavailable as exc:
             # Its copy was not confirmed: give the message back rather than risk losing it.
             self._log.warning("message.requeued", outcome=fate.outcome.value, error=str(exc))
+            # It comes straight back to some worker, whose handler runs again: the pause
+            # keeps that loop from spinning while the broker recovers (on RabbitMQ 4.3 a nack
+            # no longer counts toward the delivery limit, rightly: the broker failed, not the
+            # message; so nothing else would slow it). A nack, not a reject, for that reason.
+            await asyncio.sleep(self._requeue_pause)
             await message.nack(requeue=True)
         # Waiting for the API budget is not a failure: counted apart from retries, and not
         # logged per message (the budget logs its own state once per cause).
@@ -170,6 +209,7 @@ class Dispatcher:
         if fate.outcome is not Outcome.ACK and not deferred:
             self._log.warning(f"message.{fate.outcome.value}", reason=fate.reason,
                               detail=fate.detail)
+        return label, fate
 
     async def _refused(self, message: IncomingMessage, fate: Fate,
                        exc: PublishRefused) -> tuple[Fate, bool]:
@@ -193,7 +233,9 @@ class Dispatcher:
     async def _retry_or_give_up(self, message: IncomingMessage, fate: Fate) -> Fate:
         step = self._retry.plan(message.headers, fate)
         if isinstance(step, Delay):
-            await self._republish(message, "", step.queue, step.headers)
+            headers = step.headers if self._tracer is None else carrier.remember_first(
+                step.headers)
+            await self._republish(message, "", step.queue, headers)
             return fate
         final = Fate(Outcome.DEAD_LETTER, fate.parks_as or step.reason, fate.detail)
         await self._dead_letter(message, final, step.headers)
@@ -211,7 +253,7 @@ class Dispatcher:
     async def _republish(
         self, message: IncomingMessage, exchange: str, key: str, headers: Headers
     ) -> None:
-        await self._publisher.publish(
+        await self._copies.publish(
             exchange, key, message.body, message_id=message.message_id or "",
             headers={k: v for k, v in headers.items() if k not in m.BROKER_HEADERS},
             confirm_timeout=self._timeout,

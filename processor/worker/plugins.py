@@ -17,8 +17,13 @@ from pydantic import BaseModel
 
 from processor.errors import PluginError
 from processor.handler import ENTRY_POINT_GROUP, Handler
+from schemas.enriched import routing_key_of
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # fullmatch: "$" would let "x\n" through
+# An output's event_name: a topic routing key without wildcards, and without a ".v<N>" end,
+# which routing_key_of reserves for versions 2 and up.
+_EVENT_NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+){0,15}")
+_VERSIONED = re.compile(r".*\.v[0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +78,7 @@ def check(obj: object, entry_name: str) -> list[str]:
         *_check_name(obj, entry_name),
         *_check_event_types(obj),
         *_check_schema(obj),
+        *_check_outputs(obj),
         *_check_handle(obj),
     ]
 
@@ -97,6 +103,44 @@ def _check_schema(cls: type) -> list[str]:
     if inspect.isclass(schema) and issubclass(schema, BaseModel):
         return []
     return [f"schema must be a pydantic BaseModel subclass (got {schema!r})"]
+
+
+def _check_outputs(cls: type) -> list[str]:
+    """``outputs`` is optional (plugins made before it still load); declared, it is a
+    non-empty tuple of output models, no two of one name and version."""
+    if not hasattr(cls, "outputs"):
+        return []
+    outputs = getattr(cls, "outputs", None)
+    if not isinstance(outputs, tuple) or not outputs:
+        return [f"outputs must be a non-empty tuple of output models (got {outputs!r})"]
+    problems: list[str] = []
+    keys: list[str] = []  # one per name and version
+    for output in outputs:
+        found = _check_output(output)
+        problems.extend(found)
+        if not found:
+            keys.append(routing_key_of(output))
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    problems.extend(f"two outputs are published as {key!r}: one name and version each"
+                    for key in twice)
+    return problems
+
+
+def _check_output(output: object) -> list[str]:
+    if not (inspect.isclass(output) and issubclass(output, BaseModel)):
+        return [f"output {output!r} must be a pydantic BaseModel subclass"]
+    name, version = getattr(output, "event_name", None), getattr(output, "version", None)
+    problems: list[str] = []
+    if not isinstance(name, str) or not _EVENT_NAME.fullmatch(name) or _VERSIONED.fullmatch(name):
+        problems.append(f"output {output.__name__}: event_name must be a routing key of "
+                        f"lower-case words joined by '.', not ending in .v<N> (got {name!r})")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        problems.append(f"output {output.__name__}: version must be an int from 1 "
+                        f"(got {version!r})")
+    if "schema_version" not in {*output.model_fields, *output.model_computed_fields}:
+        problems.append(f"output {output.__name__}: its JSON must carry schema_version "
+                        "(subclass schemas.enriched.Output)")
+    return problems
 
 
 def _check_handle(cls: type) -> list[str]:

@@ -57,6 +57,7 @@ from processor.errors import (
     describe,
 )
 from processor.metrics import Metrics
+from processor.tracing.publishing import ENDPOINT, ROUTE
 from processor.zenoti.budget import Budget
 from processor.zenoti.cache import KINDS, ApiCache, Body, Kind, MemoryCache
 from processor.zenoti.coalesce import Coalescer
@@ -85,6 +86,7 @@ class _Call:
     subject: str  # what was asked for, ids included, for messages
     path: str
     params: dict[str, str] | None = None
+    route: str = ""  # the path's template, ids named not given: what traces show of the URL
 
     @property
     def key(self) -> str:
@@ -169,11 +171,13 @@ class ZenotiClient:
         day = None if since is None else time.strftime("%Y-%m-%d", time.gmtime(since))
         if kind == "members":
             path, wrapper = f"/v1/centers/{_segment(center)}/members", "members"
+            route = "/v1/centers/{center_id}/members"
             params.update({"last_updated_date": day} if day else {})
         else:
-            path, wrapper = "/v1/guests", "guests"
+            path, wrapper, route = "/v1/guests", "guests", "/v1/guests"
             params.update({"center_id": center, **({"last_updated": day} if day else {})})
-        call = _Call(f"center_{kind}", f"{kind} of center {center!r} (page {page})", path, params)
+        call = _Call(f"center_{kind}", f"{kind} of center {center!r} (page {page})", path, params,
+                     route)
         body = await self._fetch(call)
         items = _wrapped(body, wrapper, call, self._say)
         rows = {str(item["id"]).lower(): _kept(item, _SNAPSHOT_FIELDS[kind]) for item in items
@@ -192,7 +196,8 @@ class ZenotiClient:
             ids: list[str] = []
             for page in range(1, _MAX_CENTER_PAGES + 1):
                 params = {"page": str(page), "size": str(_LIST_PAGE_SIZE)}
-                call = _Call("centers", f"centers (page {page})", "/v1/centers", params)
+                call = _Call("centers", f"centers (page {page})", "/v1/centers", params,
+                             "/v1/centers")
                 body = await self._fetch(call)
                 listed = self._parse(call, api.CenterList, body)
                 present = "centers" in listed.model_fields_set
@@ -206,19 +211,21 @@ class ZenotiClient:
     async def get_invoice(self, invoice_id: str) -> api.Invoice:
         """``GET /v1/invoices/{id}``: the invoice, whose ``guest`` leads to the guest."""
         path = f"/v1/invoices/{_segment(invoice_id)}"
-        call = _Call("invoice", f"invoice {invoice_id!r}", path)
+        call = _Call("invoice", f"invoice {invoice_id!r}", path, route="/v1/invoices/{invoice_id}")
         return (await self._get(call, invoice_id, api.InvoiceResponse)).invoice
 
     async def get_guest(self, guest_id: str) -> api.Guest:
         """``GET /v1/guests/{id}``: the guest (unwrapped at the top level of the body)."""
-        call = _Call("guest", f"guest {guest_id!r}", f"/v1/guests/{_segment(guest_id)}")
+        call = _Call("guest", f"guest {guest_id!r}", f"/v1/guests/{_segment(guest_id)}",
+                     route="/v1/guests/{guest_id}")
         return await self._get(call, guest_id, api.Guest)
 
     async def list_memberships(self, guest_id: str, center_id: str) -> list[api.GuestMembership]:
         """``GET /v1/guests/{id}/memberships``; ``center_id`` is mandatory with an API key."""
         subject = f"memberships of guest {guest_id!r} at center {center_id!r}"
         path = f"/v1/guests/{_segment(guest_id)}/memberships"
-        call = _Call("memberships", subject, path, {"center_id": center_id})
+        call = _Call("memberships", subject, path, {"center_id": center_id},
+                     "/v1/guests/{guest_id}/memberships")
         listed = await self._get(call, f"{guest_id}:{center_id}", api.MembershipList)
         return _wrapped_model(listed.guest_memberships, "guest_memberships", call, self._say,
                               present="guest_memberships" in listed.model_fields_set)
@@ -228,7 +235,7 @@ class ZenotiClient:
         subject = f"packages of guest {guest_id!r} at center {center_id!r}"
         path = f"/v1/guests/{_segment(guest_id)}/packages"
         params = {"center_id": center_id, "page_num": "1", "page_size": str(_PACKAGE_PAGE_SIZE)}
-        call = _Call("packages", subject, path, params)
+        call = _Call("packages", subject, path, params, "/v1/guests/{guest_id}/packages")
         listed = await self._get(call, f"{guest_id}:{center_id}", api.PackageList)
         return _wrapped_model(listed.packages, "packages", call, self._say,
                               present="packages" in listed.model_fields_set)
@@ -296,7 +303,11 @@ class ZenotiClient:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._deadline):
-                response = await self._http.get(call.path, params=call.params, headers=auth)
+                # The extensions name the call's span and give its URL when tracing
+                # (processor.tracing.publishing).
+                response = await self._http.get(
+                    call.path, params=call.params, headers=auth,
+                    extensions={ENDPOINT: call.endpoint, ROUTE: call.route})
         except (httpx.TimeoutException, TimeoutError) as exc:
             self._record(call, "timeout", started)
             within = f"within {self._deadline:g} s" if isinstance(exc, TimeoutError) else "in time"

@@ -15,16 +15,19 @@ from collections.abc import Callable
 
 import httpx
 import redis.asyncio as aioredis
+from opentelemetry.sdk.trace import TracerProvider
 from structlog.typing import FilteringBoundLogger
 
 from processor.errors import PermanentError
 from processor.logs import get_logger
 from processor.metrics import Metrics
 from processor.settings import Settings
+from processor.tracing.publishing import instrument_http
 from processor.zenoti.budget import Budget, TokenBucket
 from processor.zenoti.cache import ApiCache, MemoryCache, NullCache, RedisCache
 from processor.zenoti.client import ZenotiClient
-from processor.zenoti.shared_budget import RedisBudget
+from processor.zenoti.redis_up import RedisUp
+from processor.zenoti.shared_budget import RedisBudget, budget_key
 from processor.zenoti.snapshot_store import MemorySnapshotStore, RedisSnapshotStore, SnapshotStore
 from processor.zenoti.snapshots import Snapshots
 
@@ -45,12 +48,15 @@ class ZenotiClients:
     Each client's snapshots fetch their pages (and the centers list) through that client, not
     through an event's view of it (``ZenotiClient.bound``): those calls spend the tenant's
     budget but count in no event's ``calls``; ``zenoti_events_snapshot_pages_total`` counts
-    the pages."""
+    the pages.
+
+    With ``tracer_provider`` (tracing on), every request of the pool is a span
+    (``processor.tracing.publishing.instrument_http``), given one or made here."""
 
     def __init__(
         self, settings: Settings, metrics: Metrics, *, http: httpx.AsyncClient | None = None,
         budget_factory: Callable[[str], Budget] | None = None, cache: ApiCache | None = None,
-        log: FilteringBoundLogger | None = None,
+        log: FilteringBoundLogger | None = None, tracer_provider: TracerProvider | None = None,
     ) -> None:
         self._settings = settings
         self._metrics = metrics
@@ -59,6 +65,8 @@ class ZenotiClients:
         self._http = http if http is not None else httpx.AsyncClient(
             base_url=settings.zenoti_api_url, timeout=settings.zenoti_api_timeout
         )
+        if tracer_provider is not None:
+            instrument_http(self._http, tracer_provider)
         url = settings.redis_url.get_secret_value() if settings.redis_url else None
         # Waits (bounded) for a free connection rather than failing at once past 100 (the
         # default pool's cap: a worker with 4 handlers x prefetch 64 has more in flight).
@@ -103,8 +111,9 @@ class ZenotiClients:
             self._log.warning("budget.in_process", tenant=tenant,
                               detail="no redis_url: the API budget is correct for one process only")
             return TokenBucket(*size)
-        key = f"{self._settings.redis_prefix}:budget:{tenant}"
-        return RedisBudget(self._redis, key=key, capacity=size[0], window=size[1], log=self._log)
+        key = budget_key(self._settings.redis_prefix, tenant)
+        return RedisBudget(self._redis, key=key, capacity=size[0], window=size[1], log=self._log,
+                           up=RedisUp(self._metrics.redis_up, "budget"))
 
     def _client(self, name: str) -> ZenotiClient:
         """A new client of tenant ``name``, with its own budget and snapshots (see
@@ -130,7 +139,8 @@ class ZenotiClients:
         if not kinds:
             return None
         store: SnapshotStore = (
-            RedisSnapshotStore(self._redis, self._settings.redis_prefix, tenant, self._log)
+            RedisSnapshotStore(self._redis, self._settings.redis_prefix, tenant, self._log,
+                               up=RedisUp(self._metrics.redis_up, "snapshots"))
             if self._redis is not None else MemorySnapshotStore())
         return Snapshots(
             store, client.snapshot_page, tenant=tenant, kinds=kinds, centers=client.center_ids,

@@ -38,7 +38,8 @@ less the headroom, for the same reason.
 
 If Redis fails, the call proceeds on a local ``TokenBucket`` of the same size: a degraded
 budget is better than stopping, and Zenoti's own 429s still pace us. The outage is logged
-once a minute however many calls notice it (``logs.THROTTLE``), and its end once.
+once a minute however many calls notice it (``logs.THROTTLE``), and its end once; every call's
+outcome sets ``zenoti_events_redis_up{store="budget"}`` (``processor.zenoti.redis_up``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ import asyncio
 import math
 import random
 import secrets
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -55,6 +57,7 @@ from structlog.typing import FilteringBoundLogger
 from processor import logs
 from processor.errors import BudgetExhausted
 from processor.zenoti.budget import HORIZON_WINDOWS, JITTER, TokenBucket
+from processor.zenoti.redis_up import RedisUp
 
 _NOW = """
 local t = redis.call('TIME')
@@ -93,6 +96,28 @@ if ARGV[4] ~= '' then
   tokens = math.min(tokens, 0)
 end
 """ + _SAVE + "return 1"
+# Read-only: the tokens left now, the seconds Zenoti's block has to run, the messages waiting.
+STATE = _NOW + """
+local waiting = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
+return {tostring(tokens), tostring(math.max(blocked - now, 0)), waiting}
+"""
+
+
+def budget_key(prefix: str, tenant: str) -> str:
+    """The key of ``tenant``'s bucket under ``REDIS_PREFIX`` ``prefix``."""
+    return f"{prefix}:budget:{tenant}"
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetState:
+    """A tenant's budget as Redis has it now: ``used`` calls of the ``burst`` a window
+    allows (reservations included: it may exceed ``burst``), ``blocked_for`` seconds of a
+    pause Zenoti asked for, ``waiting`` messages deferred to the broker for a token."""
+
+    used: int
+    burst: int
+    blocked_for: float
+    waiting: int
 
 
 class RedisBudget:
@@ -101,12 +126,14 @@ class RedisBudget:
 
     ``horizon`` (seconds, default 1.5 ``window``) bounds the spread of deferrals, ``headroom`` is
     the tokens of Zenoti's bucket never spent (see the module); ``rng`` draws the jitter;
-    ``throttle`` keeps an outage to a line a minute."""
+    ``throttle`` keeps an outage to a line a minute; ``up`` records each call's outcome."""
 
     def __init__(self, client: aioredis.Redis, *, key: str, capacity: int, window: float,
                  log: FilteringBoundLogger, horizon: float | None = None, headroom: int = 1,
-                 rng: random.Random | None = None, throttle: logs.Throttle | None = None) -> None:
+                 rng: random.Random | None = None, throttle: logs.Throttle | None = None,
+                 up: RedisUp | None = None) -> None:
         self._redis = client
+        self._up = up or RedisUp()
         self._keys = [key, f"{key}:demand"]
         burst = max(capacity - headroom, 1)
         self._headroom = capacity - burst
@@ -115,6 +142,7 @@ class RedisBudget:
         self._horizon = repr(spread)
         self._acquire = client.register_script(ACQUIRE)
         self._observe = client.register_script(OBSERVE)
+        self._state = client.register_script(STATE)
         self._rng = rng or random.Random()
         self._fallback = TokenBucket(burst, burst * window / capacity,
                                      horizon=spread, rng=self._rng)
@@ -134,7 +162,7 @@ class RedisBudget:
         except RedisError as exc:
             self._unavailable(exc)
             return await self._fallback.acquire(max_wait)
-        self._throttle.recovered(self._log, _DOWN, "budget.redis_recovered")
+        self._available()
         seconds = float(wait)
         if not int(granted):
             raise BudgetExhausted(f"no API token within {max_wait:g} s ({int(waiting)} "
@@ -142,6 +170,14 @@ class RedisBudget:
         if seconds > 0:
             await asyncio.sleep(seconds)
         return seconds
+
+    async def state(self) -> BudgetState:
+        """The budget now, read without changing it; ``RedisError`` if Redis fails (no
+        fallback: this is for an operator's view, not for a call)."""
+        tokens, blocked, waiting = await self._state(keys=self._keys, args=list(self._args))
+        burst = int(self._args[0])
+        return BudgetState(used=max(0, math.ceil(burst - float(tokens) - 1e-9)), burst=burst,
+                           blocked_for=float(blocked), waiting=int(waiting))
 
     def observe(self, remaining: int | None, reset_seconds: float | None) -> None:
         """Lower the shared count to Zenoti's; with none left, block until its reset."""
@@ -166,8 +202,15 @@ class RedisBudget:
             await self._observe(keys=self._keys[:1], args=[*self._args, remaining, block])
         except RedisError as exc:
             self._unavailable(exc)
+            return
+        self._available()
+
+    def _available(self) -> None:
+        self._up.answered()
+        self._throttle.recovered(self._log, _DOWN, "budget.redis_recovered")
 
     def _unavailable(self, exc: RedisError) -> None:
+        self._up.failed(exc)
         self._throttle.warning(self._log, _DOWN, error=repr(exc),
                                detail="proceeding on a bucket of this process")
 

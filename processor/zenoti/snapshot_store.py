@@ -15,7 +15,8 @@ A meta whose rows hash is gone (evicted) reads as no snapshot, so it is loaded a
 than answering "missing" for every row.
 
 A failing Redis is no snapshot (the caller uses point look-ups), never an error: logged once
-a minute however many calls fail (``logs.Throttle``).
+a minute however many calls fail (``logs.Throttle``); every call's outcome sets
+``zenoti_events_redis_up{store="snapshots"}`` (``processor.zenoti.redis_up``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from redis.exceptions import RedisError
 from structlog.typing import FilteringBoundLogger
 
 from processor import logs
+from processor.zenoti.redis_up import RedisUp
 
 Row = dict[str, Any]
 _DOWN = "snapshot.unavailable"
@@ -158,8 +160,9 @@ class RedisSnapshotStore:
 
     def __init__(self, client: aioredis.Redis, prefix: str, tenant: str,
                  log: FilteringBoundLogger, ttl: float = 86_400.0,
-                 throttle: logs.Throttle | None = None) -> None:
+                 throttle: logs.Throttle | None = None, up: RedisUp | None = None) -> None:
         self._redis = client
+        self._up = up or RedisUp()
         self._base = f"{prefix}:snap:{tenant}"
         self._ttl = int(ttl)
         self._log = log
@@ -236,12 +239,31 @@ class RedisSnapshotStore:
         result = await self._call(pipe.execute())
         return int(result[0]) if isinstance(result, list) and result else 0
 
+    async def metas(self, kind: str, limit: int = 1000) -> list[Meta]:
+        """The metas of up to ``limit`` of this tenant's ``kind`` snapshots, read only, for an
+        operator's view; ``RedisError`` if Redis fails (not swallowed as ``_call`` does)."""
+        pattern = _glob(self._key(kind, "c.")) + "*:meta"
+        found: list[Meta] = []
+        async for key in self._redis.scan_iter(match=pattern, count=500):
+            raw: dict[Any, Any] = await self._redis.hgetall(key)
+            try:
+                values = {k.decode(): float(v) for k, v in raw.items()}
+                found.append(Meta(int(values["next_page"]), values["as_of"],
+                                  values["refreshed_at"]))
+            except (KeyError, ValueError, AttributeError):
+                continue
+            if len(found) >= limit:
+                break
+        return found
+
     async def _call(self, pending: Any) -> Any:
         try:
             result = await pending
         except RedisError as exc:
+            self._up.failed(exc)
             self._throttle.warning(self._log, _DOWN, error=repr(exc))
             return None
+        self._up.answered()
         self._throttle.recovered(self._log, _DOWN, "snapshot.recovered")
         return result
 
@@ -250,6 +272,11 @@ def _segment(center: str) -> str:
     """A center id as one key segment: ``c.`` + lower case, URL-quoted, so no id (``index``,
     ``c1:meta``, an upper-case GUID) can reach another key."""
     return "c." + quote(center.strip().lower(), safe="")
+
+
+def _glob(text: str) -> str:
+    """``text`` matched literally in a SCAN pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _decoded(raw: object) -> Row | None:

@@ -39,8 +39,9 @@ def rendered(name: str) -> list[Resource]:
 
 
 def workloads(resources: list[Resource]) -> dict[str, Resource]:
-    """The Deployments and StatefulSets (the ingress is one), by name."""
-    return {**of_kind(resources, "Deployment"), **of_kind(resources, "StatefulSet")}
+    """The Deployments, StatefulSets (the ingress is one) and Jobs (the topology's), by name."""
+    return {**of_kind(resources, "Deployment"), **of_kind(resources, "StatefulSet"),
+            **of_kind(resources, "Job")}
 
 
 def of_kind(resources: list[Resource], kind: str) -> dict[str, Resource]:

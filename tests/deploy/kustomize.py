@@ -3,10 +3,14 @@
 Supported kustomization fields: ``resources`` (files, and directories holding a
 kustomization), ``namespace``, ``labels`` (metadata labels; ``includeSelectors`` and
 ``includeTemplates`` false), ``patches`` (JSON 6902 ops, inline or from a file, with a
-``target`` of kind / name regex / group / version / namespace), ``replicas`` and ``images``.
-Anything else raises, so the renderer never silently ignores a feature the manifests start to
-use. Transformers run in kustomize's order (patches, namespace, labels, replicas, images), each
-kustomization's on its own resources and those of its bases. test_k8s.py compares the output
+``target`` of kind / name regex / group / version / namespace), ``replicas``, ``images`` and
+``replacements`` (inline; a source's dotted ``fieldPath``; targets selected by kind and name,
+``fieldPaths`` with ``*`` for every item, ``options`` ``delimiter`` and ``index``). Resources
+annotated ``config.kubernetes.io/local-config: "true"`` are dropped from the final output, as
+kustomize does. Anything else raises, so the renderer never silently ignores a feature the
+manifests start to use. Transformers run in kustomize's order (patches, namespace, labels,
+replicas, images, replacements), each kustomization's on its own resources and those of its
+bases. test_k8s.py compares the output
 with ``kubectl kustomize`` wherever that binary exists.
 """
 
@@ -22,7 +26,8 @@ import yaml
 Resource = dict[str, Any]
 
 SUPPORTED = {"apiVersion", "kind", "resources", "namespace", "labels", "patches", "replicas",
-             "images"}
+             "images", "replacements"}
+LOCAL_CONFIG = "config.kubernetes.io/local-config"
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
                   "PersistentVolume", "StorageClass", "PriorityClass", "IngressClass",
                   "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"}
@@ -35,6 +40,11 @@ class Unsupported(Exception):
 
 def build(directory: Path) -> list[Resource]:
     """The resources ``directory``'s kustomization renders, in the order they were loaded."""
+    return [r for r in _build(directory)
+            if (r["metadata"].get("annotations") or {}).get(LOCAL_CONFIG) != "true"]
+
+
+def _build(directory: Path) -> list[Resource]:
     kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
     unknown = set(kustomization) - SUPPORTED
     if unknown:
@@ -51,12 +61,14 @@ def build(directory: Path) -> list[Resource]:
     for entry in kustomization.get("images", []):
         for resource in resources:
             _set_image(resource, entry)
+    for entry in kustomization.get("replacements", []):
+        _replace(resources, entry)
     return resources
 
 
 def _load(path: Path) -> list[Resource]:
     if path.is_dir():
-        return build(path)
+        return _build(path)
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
@@ -132,6 +144,52 @@ def _apply(document: Resource, op: dict[str, Any]) -> None:
         del node[last]
     else:
         node[last] = copy.deepcopy(op["value"])
+
+
+def _selected(resources: list[Resource], select: dict[str, str]) -> list[Resource]:
+    if set(select) - {"kind", "name"}:
+        raise Unsupported(f"replacement selector fields {sorted(select)}")
+    return [r for r in resources if r["kind"] == select.get("kind", r["kind"])
+            and r["metadata"]["name"] == select.get("name", r["metadata"]["name"])]
+
+
+def _replace(resources: list[Resource], entry: dict[str, Any]) -> None:
+    if set(entry) != {"source", "targets"}:
+        raise Unsupported(f"replacement fields {sorted(entry)}")
+    source = entry["source"]
+    (origin,) = _selected(resources, {k: v for k, v in source.items() if k != "fieldPath"})
+    value: Any = origin
+    for part in source["fieldPath"].split("."):
+        value = value[part]
+    for target in entry["targets"]:
+        if set(target) - {"select", "fieldPaths", "options"}:
+            raise Unsupported(f"replacement target fields {sorted(target)}")
+        options = target.get("options", {})
+        if set(options) - {"delimiter", "index"}:
+            raise Unsupported(f"replacement options {sorted(options)}")
+        for resource in _selected(resources, target["select"]):
+            for path in target["fieldPaths"]:
+                _put(resource, path.split("."), value, options)
+
+
+def _put(node: Any, parts: list[str], value: Any, options: dict[str, Any]) -> None:
+    """Set the field at ``parts`` (``*``: every item) to ``value``, or, with a delimiter, the
+    ``index``-th piece of the string there."""
+    head, *rest = parts
+    children: list[Any] = (list(range(len(node))) if isinstance(node, list) else list(node)) \
+        if head == "*" else [int(head) if isinstance(node, list) else head]
+    for key in children:
+        if not rest:
+            if "delimiter" in options:
+                pieces = str(node[key]).split(options["delimiter"])
+                pieces[options.get("index", 0)] = str(value)
+                node[key] = options["delimiter"].join(pieces)
+            else:
+                node[key] = value
+        elif isinstance(node, list) or key in node:
+            _put(node[key], rest, value, options)
+        else:
+            raise KeyError(f"replacement target {'.'.join(parts)}: no {key}")
 
 
 def _containers(resource: Resource) -> list[dict[str, Any]]:

@@ -13,16 +13,23 @@ import yaml
 from tests.deploy.common import ALERTS, DASHBOARD
 
 # Grafana's variables, as the renderer and promtool see them.
-GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$budget": "60"}
+# $namespace and $job: one environment, every job (the variables' defaults).
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$budget": "60",
+                     "$namespace": "zenoti-events", "$job": ".+"}
 # RabbitMQ's Prometheus plugin (rabbitmq_prometheus), /metrics/detailed with
-# family=queue_coarse_metrics and family=queue_consumer_count: the names are assumptions checked
-# against the plugin (see docs/operations.md), not scraped here, since these tests run against
-# a broker that need not have the plugin enabled.
+# family=queue_coarse_metrics, family=queue_consumer_count and family=ra_metrics, and /metrics
+# (the alarms): the names are assumptions checked against the plugin's source and docs
+# (deps/rabbitmq_prometheus: the collector labels per-queue rows, ra_metrics included, with
+# vhost and queue; docs/operations.md), not scraped here, since these tests run against a
+# broker that need not have the plugin enabled.
 RABBITMQ_METRICS = {
     "rabbitmq_detailed_queue_messages": {"vhost", "queue"},
     "rabbitmq_detailed_queue_messages_ready": {"vhost", "queue"},
     "rabbitmq_detailed_queue_messages_unacked": {"vhost", "queue"},
     "rabbitmq_detailed_queue_consumers": {"vhost", "queue"},
+    "rabbitmq_detailed_raft_term_total": {"vhost", "queue"},
+    "rabbitmq_alarms_memory_used_watermark": set(),
+    "rabbitmq_alarms_free_disk_space_watermark": set(),
 }
 # The redis_exporter beside Redis (deploy/k8s/base/redis.yaml, job zenoti-events-redis): names
 # checked against a scrape of redis_exporter 1.45 (Debian's prometheus-redis-exporter) with a
@@ -32,11 +39,20 @@ REDIS_METRICS = {
     "redis_memory_max_bytes": {"job", "instance"},
     "redis_evicted_keys_total": {"job", "instance"},
 }
+# kube-state-metrics (where the cluster runs it): the object's namespace is a label of its own.
+KUBE_STATE_METRICS = {
+    "kube_statefulset_replicas": {"namespace", "statefulset"},
+    "kube_statefulset_status_replicas_ready": {"namespace", "statefulset"},
+    "kube_pod_container_status_restarts_total": {"namespace", "pod", "container"},
+}
 # Prometheus's own series about its targets.
 PROMETHEUS_METRICS = {"up": {"job", "instance"}}
+# Ours that the dashboard or the alerts use before processor/metrics.py declares them (a change
+# under way): taken as known here, and test_scrape.py skips them. None now; redis_up is declared.
+PENDING_METRICS: dict[str, set[str]] = {}
 
-_NAME = re.compile(r"\b((?:zenoti_events|rabbitmq|redis)_[a-z0-9_]+|up)\b(?!\s*\()")
-_SELECTOR = re.compile(r"\b((?:zenoti_events|rabbitmq|redis)_[a-z0-9_]+|up)\s*\{([^}]*)\}")
+_NAME = re.compile(r"\b((?:zenoti_events|rabbitmq|redis|kube)_[a-z0-9_]+|up)\b(?!\s*\()")
+_SELECTOR = re.compile(r"\b((?:zenoti_events|rabbitmq|redis|kube)_[a-z0-9_]+|up)\s*\{([^}]*)\}")
 _MATCHER = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)")
 _GROUPING = re.compile(r"\b(?:by|on|without|ignoring)\s*\(([^)]*)\)")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')

@@ -1,6 +1,7 @@
 """deploy/compose.yaml and the image, for the ingress's spool: a named volume at SPOOL_DIR,
 the settings parsing, a stop grace period that holds the spool's drain, and a mount point the
-image's user owns (tests/unit/test_deploy.py checks the rest of the compose file)."""
+image's user owns; the operator's console, opt-in and given its tokens by the shell only
+(tests/unit/test_deploy.py checks the rest of the compose file)."""
 
 from __future__ import annotations
 
@@ -69,3 +70,57 @@ def test_the_image_makes_the_spool_directory_its_users() -> None:
     made = re.search(r"install -d -o (\d+) -g (\d+) -m 07[0-7]0 (\S+)", text)
     assert made is not None
     assert made.groups() == (*user, SPOOL_DIR)
+
+
+def test_every_published_port_is_bound_to_loopback() -> None:
+    published = {name: s["ports"] for name, s in SERVICES.items() if s.get("ports")}
+    assert {"ingress", "sandbox", "worker", "rabbitmq", "console"} <= set(published)
+    for name, ports in published.items():
+        for port in ports:
+            assert str(port).startswith("127.0.0.1:"), f"{name}: {port}"
+
+
+def test_the_simulator_waits_for_tap_and_the_processes() -> None:
+    depends = SERVICES["simulator"]["depends_on"]
+    assert depends["tap"]["condition"] == "service_started"  # tap has no health endpoint
+    assert depends["ingress"]["condition"] == depends["worker"]["condition"] == "service_healthy"
+
+
+def test_no_password_in_redis_arguments() -> None:
+    """Compose's Redis is reachable from the stack's network only (no published port) and has
+    no password; Kubernetes's reads its password from a file (test_redis_password.py)."""
+    redis = SERVICES["redis"]
+    assert "ports" not in redis
+    assert not any("pass" in str(arg).lower() for arg in redis["command"])
+
+
+CONSOLE_TOKENS = ("ZENOTI_EVENTS_CONSOLE_TOKEN", "ZENOTI_EVENTS_CONSOLE_WRITE_TOKEN")
+
+
+def test_the_console_is_opt_in_so_up_without_tokens_starts_the_rest() -> None:
+    """A `${VAR:?}` would not do: compose interpolates every service, profiled or not, so a
+    plain `up` would stop at the missing token."""
+    console = SERVICES["console"]
+    assert console["profiles"] == ["console"]
+    assert console["command"] == ["console"]
+    assert console["ports"] == ["127.0.0.1:8091:8091"]
+    assert "${" not in (DEPLOY / "compose.yaml").read_text(), "nothing to interpolate"
+    for name, service in SERVICES.items():
+        if name != "console":
+            assert "console" not in service.get("depends_on", {}), name
+
+
+def test_the_console_takes_its_tokens_from_the_shell_and_holds_no_other_secret(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    environment = SERVICES["console"]["environment"]
+    for token in CONSOLE_TOKENS:  # a key without a value: the shell's, or unset
+        assert token in environment and environment[token] is None, token
+    assert not [k for k in environment if "WEBHOOK" in k or "API_KEY" in k]
+    given = {k: v for k, v in environment.items() if v is not None}
+    settings = settings_from(given | {CONSOLE_TOKENS[0]: "from-the-shell"}, monkeypatch)
+    assert settings.console_port == 8091 and not settings.console_secure_cookie
+    assert settings.redis_url is not None
+    # every replica of the worker, and the ingress, by the names compose gives them
+    replicas = SERVICES["worker"]["deploy"]["replicas"]
+    assert settings.console_metrics_urls == ["http://ingress:8080/metrics", *[
+        f"http://{COMPOSE['name']}-worker-{n}:9100/metrics" for n in range(1, replicas + 1)]]

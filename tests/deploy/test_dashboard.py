@@ -12,6 +12,8 @@ from prometheus_client.metrics import MetricWrapperBase
 from processor.metrics import Metrics
 from tests.deploy.common import ROOT
 from tests.deploy.promql import (
+    KUBE_STATE_METRICS,
+    PENDING_METRICS,
     PROMETHEUS_METRICS,
     RABBITMQ_METRICS,
     REDIS_METRICS,
@@ -23,7 +25,9 @@ from tests.deploy.promql import (
 )
 
 SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_count", "_sum")}
-TARGET_LABELS = {"job", "instance", "le"}  # added by Prometheus or by histograms
+# added by Prometheus (namespace: the Prometheus Operator's target namespace, or the compose
+# stack's relabelling) or by histograms
+TARGET_LABELS = {"job", "instance", "namespace", "le"}
 
 
 def declared() -> dict[str, set[str]]:
@@ -38,7 +42,8 @@ def declared() -> dict[str, set[str]]:
 
 
 def known() -> dict[str, set[str]]:
-    return {**declared(), **RABBITMQ_METRICS, **REDIS_METRICS, **PROMETHEUS_METRICS}
+    return {**PENDING_METRICS, **declared(), **RABBITMQ_METRICS, **REDIS_METRICS,
+            **KUBE_STATE_METRICS, **PROMETHEUS_METRICS}
 
 
 @pytest.mark.parametrize("query", all_queries(), ids=lambda q: q.where)
@@ -49,13 +54,22 @@ def test_every_metric_and_label_asked_for_is_declared(query: Query) -> None:
     for name in used:
         assert name in metrics, f"{name} is neither ours (processor/metrics.py) nor a known one"
     for name, labels in query.selected_labels().items():
+        labels -= TARGET_LABELS
         assert labels <= metrics[name], f"{name} has no label {labels - metrics[name]}"
     available = set().union(*(metrics[n] for n in used)) | TARGET_LABELS | query.made_labels()
     assert query.grouping_labels() <= available, query.grouping_labels() - available
 
 
+SCOPE = 'namespace="$namespace", job=~"$job"'
+
+
+def bare(expr: str) -> str:
+    """A panel's expression without the namespace and job matchers every selector has."""
+    return expr.replace("{" + SCOPE + "}", "").replace(SCOPE + ", ", "")
+
+
 def test_the_dashboard_shows_what_the_issue_asks_for() -> None:
-    text = " ".join(q.expr for q in panel_queries())
+    text = " ".join(bare(q.expr) for q in panel_queries())
     for needle in ("zenoti_events_deliveries_total", "zenoti_events_confirm_seconds_bucket",
                    "zenoti_events_messages_total[", 'outcome=~"retry|dead_letter"',
                    "rabbitmq_detailed_queue_messages_ready", "zenoti.h.$1",  # depth and age
@@ -83,7 +97,7 @@ def test_queue_age_counts_only_messages_that_left_the_queues() -> None:
                                                     "panel Queue age (estimated)")]
     assert len(ages) == 2
     for query in ages:
-        assert settled in query.expr, query.where
+        assert settled in bare(query.expr), query.where
 
 
 def test_every_panel_queries_the_selectable_prometheus() -> None:
@@ -103,6 +117,21 @@ def test_every_panel_queries_the_selectable_prometheus() -> None:
     assert len(ids) == len(set(ids))
 
 
+def test_every_query_is_of_the_chosen_namespace_and_jobs() -> None:
+    """One Prometheus may hold several environments: every selector of every panel takes the
+    namespace and job variables, which list what Prometheus has."""
+    variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
+    assert variables["namespace"]["type"] == "query" and not variables["namespace"]["multi"]
+    assert "label_values(up" in variables["namespace"]["definition"]
+    assert variables["job"]["multi"] and variables["job"]["includeAll"]
+    assert '$namespace' in variables["job"]["definition"]
+    selector = re.compile(r"\b(?:zenoti_events|rabbitmq|redis)_[a-z0-9_]+\b(\{[^}]*\})?")
+    for query in panel_queries():
+        for match in selector.finditer(query.expr):
+            assert match.group(1) and match.group(1).startswith("{" + SCOPE), (
+                query.where, match.group(0))
+
+
 def test_no_panel_overlaps_another() -> None:
     cells: set[tuple[int, int]] = set()
     for panel in dashboard()["panels"]:
@@ -114,18 +143,29 @@ def test_no_panel_overlaps_another() -> None:
         cells |= mine
 
 
-def test_every_alert_has_a_severity_and_a_runbook_section() -> None:
+RUNBOOK_BASE = "https://github.com/example/zenoti-events/blob/main"  # overlays replace it
+RUNBOOK_FILES = ("docs/operations.md", "docs/runbooks.md")
+
+
+def _headings(path: str) -> set[str]:
+    text = (ROOT / path).read_text()
+    return {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-")
+            for h in re.findall(r"^#+ (.+)$", text, re.MULTILINE)}
+
+
+def test_every_alert_has_a_severity_and_an_absolute_runbook_url_to_its_section() -> None:
     import yaml
 
     from tests.deploy.common import ALERTS
 
-    operations = (ROOT / "docs" / "operations.md").read_text()
-    headings = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-")
-                for h in re.findall(r"^#+ (.+)$", operations, re.MULTILINE)}
+    headings = {path: _headings(path) for path in RUNBOOK_FILES}
     for group in yaml.safe_load(ALERTS.read_text())["groups"]:
         for rule in group["rules"]:
             assert rule["labels"]["severity"] in {"info", "warning", "critical"}
-            anchor = rule["annotations"]["runbook_url"].split("#")[1]
+            url = rule["annotations"]["runbook_url"]
+            assert url.startswith(RUNBOOK_BASE + "/docs/"), url
+            path, anchor = url[len(RUNBOOK_BASE) + 1:].split("#")
+            assert path in RUNBOOK_FILES, url
             assert anchor == rule["alert"].lower()
-            assert anchor in headings, f"docs/operations.md has no section {rule['alert']}"
-    assert len(alert_queries()) >= 10
+            assert anchor in headings[path], f"{path} has no section {rule['alert']}"
+    assert len(alert_queries()) >= 30

@@ -1,8 +1,8 @@
-"""The image's entrypoints start. No Docker engine runs here, so the Dockerfile's two stages
-are replayed on this machine: its build context (exactly the files it COPYs) is wheeled with
-its command, the wheels are installed into a fresh virtual environment with its
-`--no-index` command, and the entrypoint `zenoti-events` then runs each subcommand the
-deployments use."""
+"""The image's entrypoints start. No Docker engine runs here, so the Dockerfile's build is
+replayed on this machine: its build context (exactly the files it COPYs) is installed into a
+fresh virtual environment (the Dockerfile installs the lock's distributions, then the project
+with --no-deps: test_lockfile.py installs the lock alone), and the entrypoint `zenoti-events`
+then runs each subcommand the deployments use."""
 
 from __future__ import annotations
 
@@ -45,14 +45,15 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                 ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
             else:
                 shutil.copy2(origin, context / source)
-    assert "RUN pip wheel --wheel-dir /wheels ." in text
-    wheels = work / "wheels"
-    _run(sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", wheels, ".", cwd=context)
-    assert "pip install --no-index --find-links=/wheels /wheels/*.whl" in text
+    # The image's environment: the lock's distributions (test_lockfile.py installs exactly
+    # those from PyPI), then the project with --no-deps, copied whole into the final stage.
+    assert "pip install --require-hashes --no-deps -r requirements.lock" in text
+    assert "pip install --no-deps ." in text
+    assert "COPY --from=builder /opt/zenoti-events /opt/zenoti-events" in text
     venv = work / "venv"
     _run(sys.executable, "-m", "venv", venv)
-    _run(venv / "bin" / "python", "-m", "pip", "install", "--quiet", "--no-index",
-         f"--find-links={wheels}", *sorted(wheels.glob("*.whl")))
+    # here the dependencies come from this machine's index, as pip resolves them
+    _run(venv / "bin" / "python", "-m", "pip", "install", "--quiet", ".", cwd=context)
     return venv / "bin"
 
 

@@ -17,11 +17,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from processor.ops import policies
 from processor.settings import Settings
 from tests.deploy.common import (
     CRD_SCHEMAS,
     DEPLOY,
+    K8S,
     KUSTOMIZATIONS,
+    OVERLAYS,
     ROOT,
     Resource,
     of_kind,
@@ -39,7 +42,13 @@ HANDLERS = sorted(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"
 K8S_VERSIONS = ("1.28.0", kubernetes_validate.utils.latest_version())
 # Secrets the manifests may reference, all created outside these files (docs/operations.md).
 SECRETS = {
-    "zenoti-events-rabbitmq-default-user": {"connection_string"},
+    # made by the topology operator for the Users of rabbitmq-users.yaml
+    "zenoti-events-topology-user-credentials": {"username", "password"},
+    "zenoti-events-ingress-user-credentials": {"username", "password"},
+    "zenoti-events-worker-user-credentials": {"username", "password"},
+    "zenoti-events-console-user-credentials": {"username", "password"},
+    "zenoti-events-keda-user-credentials": {"username", "password"},
+    "zenoti-events-console": {"token", "write-token"},
     "zenoti-events-webhooks": {"webhook-secrets", "tenants"},
     "zenoti-events-zenoti-api": {"api-key", "tenants"},
     "zenoti-events-redis": {"password", "url"},
@@ -49,7 +58,11 @@ CUSTOM_KINDS = {("keda.sh/v1alpha1", "ScaledObject"), ("keda.sh/v1alpha1", "Trig
                 ("monitoring.coreos.com/v1", "ServiceMonitor"),
                 ("monitoring.coreos.com/v1", "PodMonitor"),
                 ("monitoring.coreos.com/v1", "PrometheusRule"),
-                ("rabbitmq.com/v1beta1", "RabbitmqCluster")}
+                ("rabbitmq.com/v1beta1", "RabbitmqCluster"),
+                ("rabbitmq.com/v1beta1", "User"), ("rabbitmq.com/v1beta1", "Permission"),
+                ("rabbitmq.com/v1beta1", "Policy")}
+# Custom kinds of the optional pieces (deploy/k8s/optional), validated there.
+OPTIONAL_KINDS = {("gateway.networking.k8s.io/v1", "HTTPRoute")}
 
 
 def crd_schema(api_version: str, kind: str) -> dict[str, Any]:
@@ -78,7 +91,10 @@ def test_the_kustomization_renders(name: str) -> None:
     assert len(keys) == len(set(keys)), "two objects with the same name"
     if name != "base":
         namespace = "zenoti-events-dev" if name == "dev" else "zenoti-events"
-        assert {r["metadata"].get("namespace") for r in resources} == {namespace}
+        assert {r["metadata"].get("namespace") for r in resources
+                if r["kind"] != "Namespace"} == {namespace}
+        (made,) = of_kind(resources, "Namespace").values()
+        assert made["metadata"]["name"] == namespace
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -130,7 +146,8 @@ def test_custom_resources_are_valid_against_the_vendored_crd_schemas(name: str) 
 
 def test_every_custom_kind_has_a_vendored_schema_and_only_those_are_skipped() -> None:
     vendored = {p.stem for p in CRD_SCHEMAS.glob("*.json")}
-    assert vendored == {f"{a.split('/')[0]}_{k.lower()}_{a.split('/')[1]}" for a, k in CUSTOM_KINDS}
+    assert vendored == {f"{a.split('/')[0]}_{k.lower()}_{a.split('/')[1]}"
+                        for a, k in CUSTOM_KINDS | OPTIONAL_KINDS}
     for path in CRD_SCHEMAS.glob("*.json"):
         jsonschema.Draft202012Validator.check_schema(json.loads(path.read_text()))
 
@@ -146,6 +163,12 @@ def test_every_custom_kind_has_a_vendored_schema_and_only_those_are_skipped() ->
      ["rabbitmq-management"]),
     ("TriggerAuthentication", "zenoti-events-rabbitmq-management", ("spec", "secretTargetRef"),
      [{"parameter": "host", "name": "x"}]),
+    ("ScaledObject", "zenoti-events-worker-package-status", ("spec", "fallback", "behavior"),
+     "keepCurrent"),
+    ("User", "zenoti-events-keda", ("spec", "tags"), ["monitor"]),
+    ("Permission", "zenoti-events-worker", ("spec", "permissions", "reed"), ".*"),
+    ("Permission", "zenoti-events-worker", ("spec", "vhost"), None),
+    ("Policy", "zenoti-events-work", ("spec", "applyTo"), "queue"),
 ])
 def test_the_crd_schemas_reject_a_mistake(kind: str, name: str, path: tuple[str, ...],
                                           value: Any) -> None:
@@ -156,6 +179,31 @@ def test_the_crd_schemas_reject_a_mistake(kind: str, name: str, path: tuple[str,
     node[path[-1]] = value
     validator = jsonschema.Draft202012Validator(crd_schema(resource["apiVersion"], kind))
     assert list(validator.iter_errors(resource)), f"{kind} accepted {path} = {value!r}"
+
+
+def _validate_custom(resource: Resource) -> list[str]:
+    validator = jsonschema.Draft202012Validator(crd_schema(resource["apiVersion"],
+                                                           resource["kind"]))
+    return [f"{'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(resource)]
+
+
+def test_the_optional_http_route_publishes_the_webhook_path_only_to_the_ingress_service() -> None:
+    from tests.deploy.kustomize import build
+
+    (route,) = build(K8S / "optional" / "gateway-api")
+    assert (route["apiVersion"], route["kind"]) in OPTIONAL_KINDS
+    assert not _validate_custom(route)
+    (rule,) = route["spec"]["rules"]
+    assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/webhooks/zenoti"}}]
+    (backend,) = rule["backendRefs"]
+    service = one(rendered("prod"), "Service", "zenoti-events-ingress")
+    assert backend["name"] == service["metadata"]["name"]
+    assert backend["port"] in {p["port"] for p in service["spec"]["ports"]}
+    # the same host as the Ingress of the base
+    ingress_ = one(rendered("base"), "Ingress", "zenoti-events")
+    assert route["spec"]["hostnames"] == [ingress_["spec"]["rules"][0]["host"]]
+    broken = {**route, "spec": {**route["spec"], "rules": [{**rule, "backendRef": []}]}}
+    assert _validate_custom(broken), "the schema rejects a misspelt field"
 
 
 def test_a_misspelt_built_in_field_is_rejected_too() -> None:
@@ -396,8 +444,12 @@ def test_each_handler_queue_scales_on_ready_plus_unacked_up_to_the_api_budget(
     assert (meta["protocol"], meta["mode"]) == ("http", "QueueLength")  # management API
     assert meta.get("excludeUnacknowledged", "false") == "false"  # ready + unacked
     auth = one(rendered(name), "TriggerAuthentication", trigger["authenticationRef"]["name"])
-    assert {ref["parameter"] for ref in auth["spec"]["secretTargetRef"]} == {"host"}
+    refs = {ref["parameter"]: ref["name"] for ref in auth["spec"]["secretTargetRef"]}
+    assert set(refs) == {"host", "username", "password"}
+    assert refs["username"] == refs["password"] == "zenoti-events-keda-user-credentials"
     assert spec["minReplicaCount"] >= 1, "a queue without a consumer is an alert"
+    # KEDA unable to read the queue: the replicas running stay (not 1 in a backlog)
+    assert spec["fallback"]["behavior"] == "currentReplicas"
     assert spec["maxReplicaCount"] == max_replicas(scaled, config(name))
     assert spec["maxReplicaCount"] > spec["minReplicaCount"]
 
@@ -421,19 +473,190 @@ def test_rabbitmq_is_a_three_node_cluster_with_the_plugins_we_need(name: str) ->
     assert anti[0]["topologyKey"] == "kubernetes.io/hostname"
 
 
+AMQP_URL = "amqp://$(AMQP_USERNAME):$(AMQP_PASSWORD)@zenoti-events-rabbitmq:5672/"
+
+
 @pytest.mark.parametrize("name", ALL)
-def test_our_processes_use_the_operators_connection_string_and_redis(name: str) -> None:
+def test_our_processes_connect_as_their_own_rabbitmq_user_and_use_redis(name: str) -> None:
+    """Each component's AMQP URL is made of its own User's generated Secret, never the
+    cluster's default (admin) user."""
     resources = rendered(name)
-    cluster = one(resources, "RabbitmqCluster", "zenoti-events-rabbitmq")
+    users = of_kind(resources, "User")
     for deployment in workloads(resources).values():
         if deployment["metadata"]["name"] == "zenoti-events-redis":
             continue
-        env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
-        amqp = env["ZENOTI_EVENTS_AMQP_URL"]["valueFrom"]["secretKeyRef"]
-        assert amqp == {"name": f"{cluster['metadata']['name']}-default-user",
-                        "key": "connection_string"}
-        redis = env["ZENOTI_EVENTS_REDIS_URL"]["valueFrom"]["secretKeyRef"]
-        assert redis["name"] == "zenoti-events-redis"
+        component = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
+        user = f"zenoti-events-{component}"
+        assert user in users
+        env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        names = [e["name"] for e in env]
+        by_name = {e["name"]: e for e in env}
+        for variable, key in (("AMQP_USERNAME", "username"), ("AMQP_PASSWORD", "password")):
+            assert by_name[variable]["valueFrom"]["secretKeyRef"] == {
+                "name": f"{user}-user-credentials", "key": key}
+            # the kubelet expands $(VAR) only from variables defined before
+            assert names.index(variable) < names.index("ZENOTI_EVENTS_AMQP_URL")
+        assert by_name["ZENOTI_EVENTS_AMQP_URL"] == {"name": "ZENOTI_EVENTS_AMQP_URL",
+                                                     "value": AMQP_URL}
+        if component != "topology":  # which declares, and needs no Redis
+            redis = by_name["ZENOTI_EVENTS_REDIS_URL"]["valueFrom"]["secretKeyRef"]
+            assert redis["name"] == "zenoti-events-redis"
+    assert "default-user" not in json.dumps(resources)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_only_the_topology_job_declares(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ingress and workers run with DECLARE_TOPOLOGY=false (the ConfigMap), the Job with
+    true, as the only user allowed to configure."""
+    resources = rendered(name)
+    assert not settings_from(config(name), monkeypatch).declare_topology
+    job = one(resources, "Job", "zenoti-events-topology")
+    pod = job["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["args"] == ["topology"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["ZENOTI_EVENTS_DECLARE_TOPOLOGY"] == "true"
+    assert pod["restartPolicy"] == "OnFailure"
+    assert not pod.get("initContainers")
+    for workload in workloads(resources).values():
+        spec = workload["spec"]["template"]["spec"]
+        if workload["kind"] != "Job":
+            for container in [*spec["containers"], *spec.get("initContainers", [])]:
+                assert "ZENOTI_EVENTS_DECLARE_TOPOLOGY" not in {
+                    e["name"] for e in container.get("env", [])}, workload["metadata"]["name"]
+                assert "topology" not in container.get("args", [])
+    permissions = {n.removeprefix("zenoti-events-"): p["spec"]["permissions"]
+                   for n, p in of_kind(resources, "Permission").items()}
+    assert [u for u, p in permissions.items() if p["configure"] != "^$"] == ["topology"]
+    assert permissions["ingress"] == {"configure": "^$", "read": "^$",
+                                      "write": r"^zenoti\.ingress(\.parked)?$"}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_topology_job_is_removed_once_done_and_the_docs_delete_it_before_each_apply(
+        name: str) -> None:
+    """A Job's template is immutable and its name fixed: an apply over a Job still there fails
+    (or does not run it again), so every documented apply deletes it first, by its name."""
+    (job,) = of_kind(rendered(name), "Job").values()
+    assert job["spec"]["ttlSecondsAfterFinished"] == 3600
+    delete = f'kubectl -n "$NS" delete job {job["metadata"]["name"]} --ignore-not-found'
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    blocks = re.findall(r"```sh\n(.*?)```", operations, re.DOTALL)
+    releases = [b for b in blocks if "kubectl apply -k" in b and "job/" in b]
+    assert len(releases) >= 2, "Apply and Upgrading both run the Job"
+    for block in releases:
+        assert delete in block and block.index(delete) < block.index("kubectl apply -k"), block
+    assert f"delete job {job['metadata']['name']}" in (DEPLOY / "README.md").read_text()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_user_has_a_permission_on_the_vhost_and_keda_only_monitors(name: str) -> None:
+    resources = rendered(name)
+    users, permissions = of_kind(resources, "User"), of_kind(resources, "Permission")
+    cluster = one(resources, "RabbitmqCluster", "zenoti-events-rabbitmq")["metadata"]["name"]
+    assert set(users) == {p["spec"]["userReference"]["name"] for p in permissions.values()}
+    for obj in [*users.values(), *permissions.values()]:
+        assert obj["spec"]["rabbitmqClusterReference"] == {"name": cluster}
+    for permission in permissions.values():
+        assert permission["spec"]["vhost"] == "/"
+        for regex in permission["spec"]["permissions"].values():
+            re.compile(regex)  # RabbitMQ's are PCRE; these use nothing Python's lacks
+    assert users["zenoti-events-keda"]["spec"]["tags"] == ["monitoring"]
+    assert permissions["zenoti-events-keda"]["spec"]["permissions"] == {
+        "configure": "^$", "write": "^$", "read": "^$"}
+    for user in ("zenoti-events-ingress", "zenoti-events-worker", "zenoti-events-console"):
+        assert not users[user]["spec"].get("tags"), "no management access"
+    assert users["zenoti-events-topology"]["spec"]["tags"] == ["policymaker"]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_policies_say_what_the_configmap_says(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """policies.yaml must be in step with the settings that shape new queues."""
+    settings = settings_from(config(name), monkeypatch)
+    work = one(rendered(name), "Policy", "zenoti-events-work")["spec"]
+    assert work["definition"]["delivery-limit"] == settings.delivery_limit
+    assert re.fullmatch(work["pattern"], "zenoti.h.package-status")
+    assert not re.fullmatch(work["pattern"], "zenoti.h.package-status.dead")
+    archive = one(rendered(name), "Policy", "zenoti-events-archive")["spec"]["definition"]
+    assert archive["max-length-bytes"] == int(config(name)["ZENOTI_EVENTS_ARCHIVE_MAX_BYTES"])
+    assert archive["max-age"] == config(name)["ZENOTI_EVENTS_ARCHIVE_MAX_AGE"]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_topology_job_puts_exactly_the_policies_the_operator_does(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Job (its policymaker user) and the topology operator both set the policies: the
+    same names, patterns, priorities and definitions, so neither undoes the other."""
+    settings = settings_from(config(name), monkeypatch)
+    operator = {p["spec"]["name"]: {"pattern": p["spec"]["pattern"],
+                                    "definition": p["spec"]["definition"],
+                                    "priority": p["spec"]["priority"],
+                                    "apply-to": p["spec"]["applyTo"], "vhost": p["spec"]["vhost"]}
+                for p in of_kind(rendered(name), "Policy").values()}
+    job = {p.name: {**p.body(), "vhost": "/"} for p in policies.policies_for(settings)}
+    assert operator == job
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_the_namespace_enforces_baseline_and_warns_on_less_than_restricted(name: str) -> None:
+    """RabbitMQ's pods (the operator's) declare no seccomp profile: baseline is enforced,
+    restricted warned and audited; our own pods meet restricted (the test below)."""
+    (namespace,) = of_kind(rendered(name), "Namespace").values()
+    labels = namespace["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+    assert labels["pod-security.kubernetes.io/audit"] == "restricted"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_our_pods_meet_the_restricted_pod_security_standard(name: str) -> None:
+    for workload in workloads(rendered(name)).values():
+        pod = workload["spec"]["template"]["spec"]
+        assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
+        assert all("hostPath" not in v for v in pod.get("volumes", []))
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        for container in [*pod["containers"], *pod.get("initContainers", [])]:
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False, container["name"]
+            assert context["capabilities"]["drop"] == ["ALL"], container["name"]
+            assert not context.get("capabilities", {}).get("add")
+            assert not context.get("privileged")
+            assert not any(p.get("hostPort") for p in container.get("ports", []))
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_runbook_links_point_at_the_overlays_base(name: str) -> None:
+    rule = one(rendered(name), "PrometheusRule", "zenoti-events")
+    source = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())["groups"]
+    base = {"dev": "https://github.com/example/zenoti-events/blob/main",
+            "prod": "https://github.com/example/zenoti-events/blob/v0.1.0"}[name]
+    urls = [r["annotations"]["runbook_url"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    wanted = [r["annotations"]["runbook_url"] for g in source for r in g["rules"]]
+    assert len(urls) == len(wanted) >= 30
+    for url, original in zip(urls, wanted, strict=True):
+        assert url == base + "/docs/" + original.split("/docs/", 1)[1]
+    assert not of_kind(rendered(name), "ConfigMap").get("zenoti-events-runbooks"), (
+        "local-config: never applied")
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_rabbitmq_spreads_over_zones_and_a_drain_takes_one_node_at_a_time(name: str) -> None:
+    """One node per zone: a must in prod (a pod waits rather than share a zone), a wish
+    elsewhere (a hard constraint keeps pods off nodes without a zone label: Pending forever on
+    clusters without zones)."""
+    resources = rendered(name)
+    cluster = one(resources, "RabbitmqCluster", "zenoti-events-rabbitmq")
+    pod = cluster["spec"]["override"]["statefulSet"]["spec"]["template"]["spec"]
+    (spread,) = pod["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "topology.kubernetes.io/zone"
+    wanted = "DoNotSchedule" if name == "prod" else "ScheduleAnyway"
+    assert (spread["maxSkew"], spread["whenUnsatisfiable"]) == (1, wanted)
+    labels = {"app.kubernetes.io/name": "zenoti-events-rabbitmq"}  # the operator's pod label
+    assert spread["labelSelector"]["matchLabels"] == labels
+    pdb = one(resources, "PodDisruptionBudget", "zenoti-events-rabbitmq")
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": labels}}
 
 
 # Redis, per organisation (docs/operations.md, "Snapshots"; the comment in redis.yaml):
@@ -490,6 +713,129 @@ def test_redis_metrics_are_scraped_and_reachable_from_monitoring_only(name: str)
         "kubernetes.io/metadata.name": "monitoring"}}}]]
 
 
+# --- the operator's console ---------------------------------------------------------------
+
+CONSOLE_PORT = 8091
+
+
+def console(name: str) -> Resource:
+    return one(rendered(name), "Deployment", "zenoti-events-console")
+
+
+def _console_container(name: str) -> dict[str, Any]:
+    (container,) = console(name)["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["console"]
+    return dict(container)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_console_is_one_pod_that_serves_on_its_port_and_is_probed_without_a_session(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sessions live in the process and a lot takes one pass at a time: never two pods, not
+    even during a rollout. The probes ask for /healthz, which needs no session and no broker."""
+    spec = console(name)["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    container = _console_container(name)
+    (port,) = container["ports"]
+    assert port == {"name": "http", "containerPort": CONSOLE_PORT}
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
+    literal = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    settings = settings_from(config(name) | literal | {
+        "ZENOTI_EVENTS_CONSOLE_TOKEN": "from-the-secret"}, monkeypatch)
+    assert settings.console_port == CONSOLE_PORT
+    assert settings.console_secure_cookie, "the cookie stays Secure (localhost keeps it)"
+    assert not of_kind(rendered(name), "PodDisruptionBudget").get("zenoti-events-console"), (
+        "a budget on a single pod would block every node drain")
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_console_logs_in_with_tokens_from_a_secret_the_write_token_optional(
+        name: str) -> None:
+    env = {e["name"]: e for e in _console_container(name)["env"]}
+    token = env["ZENOTI_EVENTS_CONSOLE_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert token == {"name": "zenoti-events-console", "key": "token"}, "required: no optional"
+    write = env["ZENOTI_EVENTS_CONSOLE_WRITE_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert write == {"name": "zenoti-events-console", "key": "write-token", "optional": True}
+    assert not [n for n in env if "API_KEY" in n or "WEBHOOK" in n], "no secret it does not use"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_console_is_a_cluster_service_that_no_ingress_or_route_publishes(name: str) -> None:
+    from tests.deploy.kustomize import build
+
+    resources = rendered(name)
+    service = one(resources, "Service", "zenoti-events-console")
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"] == [{"name": "http", "port": CONSOLE_PORT,
+                                         "targetPort": "http"}]
+    pod_labels = console(name)["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    published = json.dumps([*of_kind(resources, "Ingress").values(),
+                            *build(K8S / "optional" / "gateway-api")])
+    assert "zenoti-events-console" not in published
+    assert str(CONSOLE_PORT) not in published
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_console_scrapes_every_ingress_and_worker_pod_through_headless_services(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CONSOLE_METRICS_URLS parses as the setting and names two headless Services, one
+    selecting the ingress's pods on their http port, one every handler's workers on their
+    metrics port (the ConfigMap's WORKER_METRICS_PORT); no ServiceMonitor selects them (else
+    Prometheus would scrape each pod twice)."""
+    resources = rendered(name)
+    env = {e["name"]: e.get("value") for e in _console_container(name)["env"]}
+    urls = settings_from({"ZENOTI_EVENTS_CONSOLE_METRICS_URLS": str(
+        env["ZENOTI_EVENTS_CONSOLE_METRICS_URLS"])}, monkeypatch).console_metrics_urls
+    hosts = {u.split("/")[2].split(":")[0]: int(u.split("/")[2].split(":")[1]) for u in urls}
+    assert hosts == {"zenoti-events-ingress-metrics": 8080,
+                     "zenoti-events-worker-metrics": int(config(name)[
+                         "ZENOTI_EVENTS_WORKER_METRICS_PORT"])}
+    pods = [ingress(name), *(worker(name, h) for h in HANDLERS)]
+    for host, port in hosts.items():
+        service = one(resources, "Service", host)
+        assert service["spec"]["clusterIP"] == "None"
+        (spec_port,) = service["spec"]["ports"]
+        picked = [p for p in pods if service["spec"]["selector"].items()
+                  <= p["spec"]["template"]["metadata"]["labels"].items()]
+        assert len(picked) == (1 if "ingress" in host else len(HANDLERS)), host
+        for pod in picked:
+            (container,) = [c for c in pod["spec"]["template"]["spec"]["containers"]
+                            if any(p["name"] == spec_port["targetPort"]
+                                   for p in c.get("ports", []))]
+            named = {p["name"]: p["containerPort"] for p in container["ports"]}
+            assert named[spec_port["targetPort"]] == port == spec_port["port"]
+        for monitor in of_kind(resources, "ServiceMonitor").values():
+            wanted = monitor["spec"]["selector"]["matchLabels"].items()
+            assert not wanted <= service["metadata"]["labels"].items(), monitor
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_console_user_reads_the_lots_and_writes_where_replay_publishes_only(
+        name: str) -> None:
+    """What processor/ops/parking.py does: basic.get and ack on a lot or zenoti.unrouted,
+    copies through the default exchange (kept, or replayed to the work queue) and to
+    zenoti.events (unrouted replayed); the archive for the overview. Passive declarations
+    need no permission, so no configure."""
+    permission = one(rendered(name), "Permission", "zenoti-events-console")
+    granted = permission["spec"]["permissions"]
+    assert granted["configure"] == "^$"
+
+    def allows(kind: str, entity: str) -> bool:
+        return re.search(granted[kind], entity) is not None
+
+    for lot in ("zenoti.h.package-status.dead", "zenoti.unrouted", "zenoti.archive"):
+        assert allows("read", lot), lot
+    for refused in ("zenoti.h.package-status", "zenoti.h.package-status.retry.5s",
+                    "zenoti.enriched.unclaimed", "zenoti.dead", "zenoti.ingress.parked"):
+        assert not allows("read", refused), refused
+    for target in ("amq.default", "zenoti.events"):
+        assert allows("write", target), target
+    for refused in ("zenoti.ingress", "zenoti.enriched", "zenoti.dead", "zenoti.unrouted"):
+        assert not allows("write", refused), refused
+
+
 # --- secrets -------------------------------------------------------------------------------
 
 def _secret_refs(node: Any) -> list[dict[str, Any]]:
@@ -515,7 +861,11 @@ def test_secrets_are_referenced_never_inlined(name: str) -> None:
     for deployment in workloads(resources).values():
         for container in deployment["spec"]["template"]["spec"]["containers"]:
             for env in container.get("env", []):
-                if secret_like.search(env["name"]):
+                if secret_like.search(env["name"]) and env["name"] == "ZENOTI_EVENTS_AMQP_URL":
+                    # composed from Secret-held variables only: no credential in the text
+                    assert re.sub(r"\$\((AMQP_USERNAME|AMQP_PASSWORD)\)", "", env["value"]) \
+                        == "amqp://:@zenoti-events-rabbitmq:5672/"
+                elif secret_like.search(env["name"]):
                     assert "value" not in env, f"{env['name']} inlined"
     for key_ in config(name):
         assert not secret_like.search(key_) or key_ in {
@@ -570,11 +920,16 @@ def test_only_the_ingress_is_reachable_from_outside(name: str) -> None:
     ingress_pod = one(resources, "StatefulSet", "zenoti-events-ingress")["spec"]["template"]
     assert _selects(policy, ingress_pod["metadata"]["labels"])
     assert rule["ports"] == [{"port": 8080, "protocol": "TCP"}]
-    for handler in HANDLERS:  # workers: only metrics, only from the monitoring namespace
+    console_pods = {"app.kubernetes.io/name": "zenoti-events",
+                    "app.kubernetes.io/component": "console"}
+    for handler in HANDLERS:  # workers: only metrics, from monitoring and the console only
         labels = worker(name, handler)["spec"]["template"]["metadata"]["labels"]
         rules = [r for p in policies if p["spec"]["podSelector"] != {} and _selects(p, labels)
-                 for r in p["spec"]["ingress"]]
-        assert rules and all("namespaceSelector" in r["from"][0] for r in rules)
+                 for r in p["spec"].get("ingress", [])]
+        assert rules and all(r["ports"] == [{"port": 9100, "protocol": "TCP"}] for r in rules)
+        assert [peer for r in rules for peer in r["from"]] == [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+            {"podSelector": {"matchLabels": console_pods}}]
 
 
 # --- monitoring ----------------------------------------------------------------------------
@@ -602,5 +957,5 @@ def test_ingress_workers_and_rabbitmq_are_scraped(name: str) -> None:
     paths = {e["path"]: e for e in rabbit["spec"]["endpoints"]}
     assert set(paths) == {"/metrics", "/metrics/detailed"}
     assert set(paths["/metrics/detailed"]["params"]["family"]) == {
-        "queue_coarse_metrics", "queue_consumer_count"}
+        "queue_coarse_metrics", "queue_consumer_count", "ra_metrics"}
     assert {e["port"] for e in rabbit["spec"]["endpoints"]} == {"prometheus"}

@@ -68,6 +68,15 @@ async def depth(url: str, queue: str) -> int:
         return declared.declaration_result.message_count or 0
 
 
+async def until_depth(url: str, queue: str, expect: int, timeout: float = 15.0) -> None:
+    """Wait until ``queue`` holds ``expect`` ready messages (dead-lettering is asynchronous:
+    a rejected message reaches its lot a moment later); ``AssertionError`` after ``timeout``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (found := await depth(url, queue)) != expect:
+        assert asyncio.get_running_loop().time() < deadline, f"{queue}: {found} != {expect}"
+        await asyncio.sleep(0.05)
+
+
 @contextlib.asynccontextmanager
 async def listener(url: str, exchange: str, key: str = "#") -> AsyncIterator[
     asyncio.Queue[AbstractIncomingMessage]

@@ -3,14 +3,19 @@ dead one, says which address it chose (without credentials), and events flow."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
+import sys
+import threading
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
+import aio_pika
 import pytest
 
 from processor.broker import topology
-from processor.broker.connect import shown
+from processor.broker.connect import connect, shown
 from processor.cli import main
 from tests.conftest import Broker
 from tests.integration.amqp import collect, listener, reset
@@ -74,3 +79,34 @@ def test_the_topology_and_dlq_commands_pass_over_a_dead_address(
     assert said(logged, "broker.address_failed") == [dead, dead]
     assert said(logged, "broker.address_chosen") == [shown(broker.url), shown(broker.url)]
     assert "guest:guest" not in logged
+
+
+def test_a_refused_connection_is_closed_in_its_loop_and_leaves_nothing_to_collect(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A handshake the broker refuses (a wrong password) raises, and the half-made connection
+    is closed there: collected later in another thread (no loop there), it leaves no
+    never-awaited close behind (aio-pika's ``__del__`` would create one)."""
+    parts = urlsplit(broker.url)
+    wrong = f"amqp://guest:not-the-password@{parts.hostname}:{parts.port}{parts.path}"
+    unraised: list[str] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: unraised.append(repr(u.exc_value)))
+
+    async def attempt() -> str:
+        try:
+            await connect(wrong, attempt_timeout=10, name="test")
+        except aio_pika.exceptions.AMQPError as exc:
+            return type(exc).__name__
+        return "connected"
+
+    loop = asyncio.new_event_loop()
+    gc.disable()  # collected below, in the thread, not whenever the allocator decides
+    try:
+        assert loop.run_until_complete(attempt()) == "ProbableAuthenticationError"
+        collector = threading.Thread(target=gc.collect)
+        collector.start()
+        collector.join(timeout=30)
+    finally:
+        gc.enable()
+        loop.close()
+    assert unraised == []

@@ -78,7 +78,8 @@ async def test_an_outside_plugin_is_found_and_run(running: Stack) -> None:
         body = envelope("Example.Echo", {"text": "hello"}, "echo-1")
         assert post(running, body).status_code == 202
         [message] = await collect(received, 1)
-    assert json.loads(message.body) == {"event_id": "echo-1", "tenant": "default", "text": "hello"}
+    assert json.loads(message.body) == {"event_id": "echo-1", "tenant": "default", "text": "hello",
+                                        "schema_version": 1}
 
 
 async def test_an_unknown_event_type_is_parked_in_unrouted(running: Stack) -> None:

@@ -285,6 +285,7 @@ async def test_probes_and_metrics(client: Client) -> None:
     accepted = 'zenoti_events_deliveries_total{outcome="accepted",status="202",tenant="default"}'
     assert accepted in text
     assert "zenoti_events_confirm_seconds_bucket" in text
+    assert "zenoti_events_answer_seconds_count 1.0" in text  # the delivery's answer, timed
 
 
 async def test_without_a_broker_deliveries_get_503_with_retry_after() -> None:

@@ -19,7 +19,7 @@ from processor.cli import main
 from processor.errors import BrokerUnavailable
 from processor.ops.parking import Filter, ParkingLot
 from tests.conftest import Broker
-from tests.integration.amqp import TEST_BINDINGS, channel, depth, drain, reset
+from tests.integration.amqp import TEST_BINDINGS, channel, depth, drain, reset, until_depth
 
 pytestmark = pytest.mark.integration
 
@@ -109,11 +109,14 @@ async def test_browsing_returns_every_message_and_leaves_the_queue_as_it_was(url
                for m in left)
 
 
-async def test_filters_select_by_event_type_reason_and_time(url: str) -> None:
+async def test_filters_select_by_event_type_reason_tenant_and_time(url: str) -> None:
     await park(url, "old", dead_ago=3600)
     await park(url, "new", reason="permanent", dead_ago=10)
-    await park(url, "other", event_type="Guestpass.redeemed", dead_ago=10)
+    await park(url, "other", event_type="Guestpass.redeemed", dead_ago=10,
+               extra={"tenant": "spa-east"})
     async with parking_lot(url, HANDLER) as lot:
+        by_tenant = await lot.browse(Filter(tenant="spa-east"))
+        purged = await lot.purge(Filter(tenant="nobody"))
         by_type = await lot.browse(Filter(event_type="guest.membership.FREEZE"))
         by_reason = await lot.browse(Filter(reason="permanent"))
         recent = await lot.browse(Filter(since=NOW - timedelta(minutes=5)))
@@ -122,6 +125,7 @@ async def test_filters_select_by_event_type_reason_and_time(url: str) -> None:
     assert [m.message_id for m in by_reason] == ["new"]
     assert [m.message_id for m in recent] == ["new", "other"]
     assert [m.message_id for m in older] == ["old"]
+    assert [m.message_id for m in by_tenant] == ["other"] and purged == 0
 
 
 async def test_replay_moves_only_matching_messages_with_provenance(url: str) -> None:
@@ -204,7 +208,7 @@ async def test_a_message_the_broker_dead_lettered_shows_its_reason(url: str) -> 
                                routing_key="guest.membership.freeze")
         message = await (await ch.get_queue(WORK)).get(timeout=5)
         await message.reject(requeue=False)
-    await asyncio.sleep(0.2)
+    await until_depth(url, LOT, 1)
     async with parking_lot(url, HANDLER) as lot:
         [dead] = await lot.browse()
     assert (dead.message_id, dead.reason, dead.event_type) == ("p1", "rejected", "")
@@ -217,9 +221,9 @@ async def test_a_lot_dead_lettering_into_itself_keeps_the_first_reason(url: str)
         await exchange.publish(aio_pika.Message(b"poison", message_id="p1"),
                                routing_key="guest.membership.freeze")
         await (await (await ch.get_queue(WORK)).get(timeout=5)).reject(requeue=False)
-        await asyncio.sleep(0.2)
+        await until_depth(url, LOT, 1)
         await (await (await ch.get_queue(LOT)).get(timeout=5)).reject(requeue=False)
-    await asyncio.sleep(0.2)
+    await until_depth(url, LOT, 1)  # back in the lot, dead-lettered into itself
     async with parking_lot(url, HANDLER) as lot:
         [dead] = await lot.browse()
     assert dead.reason == "rejected" and dead.error == f"rejected by the broker in {WORK}"

@@ -70,7 +70,7 @@ def test_the_guides_worked_example_is_what_the_scaffold_writes(scaffolded: Path)
     example = GUIDE.read_text().split("## A worked example", 1)[1]
     blocks = re.findall(r"```python\n(.*?)```", example, re.DOTALL)
     written = "".join(path.read_text() for path in scaffolded.rglob("*.py"))
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     for block in blocks:
         assert block in written, block
 

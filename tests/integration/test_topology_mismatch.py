@@ -34,12 +34,12 @@ DEFAULT_LIMIT = Settings.model_fields["delivery_limit"].default
 
 @pytest.fixture
 async def url(broker: Broker) -> AsyncIterator[str]:
-    """The broker, with the work queue of membership-freeze declared with a delivery limit of
-    5 (this process's settings say 10)."""
+    """The broker, with the work queue of membership-freeze declared with another overflow
+    (a delivery limit that differs is no mismatch: tests/integration/test_policies.py)."""
     await reset(broker.url, ALL)
     async with channel(broker.url) as ch:
-        await ch.declare_queue(QUEUE, durable=True,
-                               arguments=topology._work_queue(QUEUE, DEFAULT_LIMIT - 5))
+        await ch.declare_queue(QUEUE, durable=True, arguments={
+            **topology._work_queue(QUEUE, DEFAULT_LIMIT), "x-overflow": "drop-head"})
     yield broker.url
     await reset(broker.url, ALL)
 
@@ -64,8 +64,9 @@ def run(url: str, *argv: str) -> tuple[int | None, float, list[dict[str, object]
 def assert_says_which(lines: list[dict[str, object]]) -> None:
     [said] = [line for line in lines if line.get("event") == "process.config_error"]
     assert said["kind"] == "TopologyMismatch"
-    assert QUEUE in str(said["error"]) and "x-delivery-limit" in str(said["error"])
-    assert "= 5 but this process declares 10" in str(said["error"]).replace("'", "")
+    assert QUEUE in str(said["error"]) and "x-overflow" in str(said["error"])
+    assert "= drop-head but this process declares reject-publish" in str(
+        said["error"]).replace("'", "")
 
 
 @pytest.mark.parametrize("command", ["topology", "worker", "ingress"])
@@ -85,7 +86,8 @@ async def test_declare_raises_a_topology_mismatch_naming_the_queue_and_argument(
         with pytest.raises(TopologyMismatch) as info:
             await topology.declare(ch, ALL, delivery_limit=DEFAULT_LIMIT)
     assert f"queue {QUEUE!r}" in str(info.value)
-    assert "x-delivery-limit = '5' but this process declares '10'" in str(info.value)
+    assert "x-overflow = 'drop-head' but this process declares 'reject-publish'" in str(
+        info.value)
 
 
 def publisher(url: str) -> ConfirmedPublisher:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import httpx
 import pytest
 
 from processor.cli import main
@@ -34,6 +35,7 @@ pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")]
 
 NODE = re.compile(r"starting a private RabbitMQ node (\S+)")
+CONSOLE = re.compile(r"console (http://127\.0\.0\.1:\d+) \(token ([^:\s]+):")
 ENRICHED = re.compile(r"^guest\.\S+\s+tenant=default guest=", re.MULTILINE)
 SUMMARY = re.compile(r"^accepted (\d+)  enriched (\d+)  parked (\d+)  "
                      r"waiting for the API budget (\d+)$", re.MULTILINE)
@@ -101,7 +103,7 @@ def up(rabbitmq_server: None, tmp_path: Path) -> Iterator[Up]:
            "ZENOTI_EVENTS_LOG_FORMAT": "json"}
     argv = [sys.executable, "-m", "processor.cli", "up", "--count", "5", "--seconds", "20",
             "--ingress-port", str(free_port()), "--sandbox-port", str(free_port()),
-            "--worker-port", str(free_port())]
+            "--worker-port", str(free_port()), "--console-port", str(free_port())]
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)
     started = Up(process, marker, temporary, queue.Queue(), [], [])
@@ -138,6 +140,11 @@ def test_up_without_a_broker_starts_its_own_node_and_leaves_nothing_behind(up: U
 
 
 def test_up_shows_the_enriched_events_and_one_summary_line_not_the_logs(up: Up) -> None:
+    said = up.line(CONSOLE, timeout=60)
+    console_url, token = said.group(1), said.group(2)
+    with httpx.Client(base_url=console_url, timeout=10, follow_redirects=True) as browser:
+        assert browser.post("/login", data={"token": token}).status_code == 200
+        assert "Parked in unrouted" in browser.get("/lot/unrouted").text
     code, stdout, stderr = up.finish(timeout=80)
 
     assert code == 0, stderr[-3000:]

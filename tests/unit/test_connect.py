@@ -121,16 +121,16 @@ class FakeConnection:
 
 
 def fake_brokers(monkeypatch: pytest.MonkeyPatch, answering: set[str]) -> list[str]:
-    """aio_pika.connect answering for ``answering`` alone; returns the URLs tried, in order."""
+    """A handshake answering for ``answering`` alone; returns the URLs tried, in order."""
     tried: list[str] = []
 
-    async def fake_connect(url: str, **_: Any) -> FakeConnection:
+    async def fake_connect(url: str, *_: Any) -> FakeConnection:
         tried.append(url)
         if url not in answering:
             raise ConnectionRefusedError(111, "Connection refused")
         return FakeConnection(url)
 
-    monkeypatch.setattr("aio_pika.connect", fake_connect)
+    monkeypatch.setattr(broker, "_handshake", fake_connect)
     return tried
 
 
@@ -176,12 +176,12 @@ async def test_when_no_address_answers_the_error_names_each_without_credentials(
 async def test_an_address_that_never_answers_costs_at_most_the_timeout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async def hangs(url: str, **_: Any) -> FakeConnection:
+    async def hangs(url: str, *_: Any) -> FakeConnection:
         if url == A:
             await asyncio.sleep(60)
         return FakeConnection(url)
 
-    monkeypatch.setattr("aio_pika.connect", hangs)
+    monkeypatch.setattr(broker, "_handshake", hangs)
     started = asyncio.get_running_loop().time()
     connection = await broker.connect(f"{A},{B}", attempt_timeout=0.2, name="test")
     assert isinstance(connection, FakeConnection) and connection.url == B

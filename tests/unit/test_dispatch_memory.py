@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -64,6 +65,9 @@ class Tiny:
         self.unsettled_after_publish.append(len(self._broker.unsettled))
 
 
+REQUEUE_PAUSE = 0.2
+
+
 class Rig:
     """A ``Dispatcher`` of ``Tiny`` over a ``MemoryBroker`` with one 5 s delay tier."""
 
@@ -77,7 +81,8 @@ class Rig:
         self.dispatcher = Dispatcher(
             self.handler, publisher=publisher, clients=clients, tenants=frozenset({"default"}),
             retry=RetryPolicy("tiny", [5.0], limits, random.Random(7)),
-            done=MemoryDeduplicator(600, 100), metrics=self.metrics, log=get_logger(test="mem"))
+            done=MemoryDeduplicator(600, 100), metrics=self.metrics, log=get_logger(test="mem"),
+            requeue_pause=REQUEUE_PAUSE)
 
     def send(self, key: str, data: object = None, *, message_id: str | None = None,
              headers: dict[str, Any] | None = None) -> None:
@@ -274,7 +279,9 @@ async def test_a_copy_that_is_not_confirmed_nacks_the_message_back_to_its_queue(
     rig.handler.script["k1"] = [raised, raised]
     rig.broker.publisher.fail(BrokerUnavailable("no confirm"), exchange=exchange)
     rig.send("k1")
+    started = time.monotonic()
     assert await rig.run() == 2  # back at the head, and delivered again
+    assert time.monotonic() - started >= REQUEUE_PAUSE  # not at once: no hot loop
     first, second = rig.delivered
     assert (first.settled, second.settled) == ("nack", "ack")
     assert second.redelivered and second.headers[m.DELIVERY_COUNT] == 1

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from typing import ClassVar
 
 import pytest
 from pydantic import BaseModel, ValidationError
 
 from processor import Event
-from schemas.enriched import EnrichedGuest, PackageStatusChanged
+from schemas.enriched import EnrichedGuest, PackageStatusChanged, routing_key_of
 from schemas.zenoti import GuestPackage
 
 STAMP = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
@@ -53,3 +55,21 @@ def test_about_refuses_a_field_the_kind_does_not_have() -> None:
 def test_about_leaves_a_missing_or_wrong_value_to_the_models_validation() -> None:
     with pytest.raises(ValidationError, match="invoice_id"):
         PackageStatusChanged.about(event(), handler="h", guest=GUEST, package=PACKAGE)
+
+
+def test_every_enriched_event_carries_its_schema_version_in_its_json() -> None:
+    made = PackageStatusChanged.about(event(), handler="h", guest=GUEST, package=PACKAGE,
+                                      invoice_id="inv-1")
+    assert PackageStatusChanged.version == 1
+    assert json.loads(made.model_dump_json())["schema_version"] == 1
+
+
+def test_version_one_is_published_under_the_name_and_later_versions_under_a_suffix() -> None:
+    class StatusChangedV2(PackageStatusChanged):
+        version: ClassVar[int] = 2
+
+    assert PackageStatusChanged.routing_key() == "guest.package.status_changed"
+    assert routing_key_of(StatusChangedV2) == "guest.package.status_changed.v2"
+    made = StatusChangedV2.about(event(), handler="h", guest=GUEST, package=PACKAGE,
+                                 invoice_id="inv-1")
+    assert made.model_dump()["schema_version"] == 2

@@ -9,15 +9,17 @@ import contextlib
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import time
+import types
 from pathlib import Path
 
 import pytest
 
-from processor.dev import tether
+from processor.dev import launcher, tether
 from processor.dev.launcher import Children, NotReady, signals_held
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="process groups")
@@ -211,3 +213,39 @@ def test_a_command_not_installed_is_refused_at_start() -> None:
 def test_without_pdeathsig_the_command_runs_as_given(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "platform", "darwin")
     assert tether.tethered(["redis-server", "--port", "1"]) == ["redis-server", "--port", "1"]
+
+
+class _SamePortTwice:
+    """A socket whose kernel hands out 40001, 40001 again, then 40002."""
+
+    ports = iter([40001, 40001, 40002])
+
+    def __init__(self) -> None:
+        self.port = next(self.ports)
+
+    def __enter__(self) -> _SamePortTwice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def bind(self, address: tuple[str, int]) -> None:
+        return None
+
+    def getsockname(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.port)
+
+
+def test_free_port_never_hands_out_a_port_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The kernel reusing a just-closed probe's port gave a Stack's ingress and worker one
+    # port between them (the second child failed to bind).
+    monkeypatch.setattr(launcher, "_handed_out", set())
+    monkeypatch.setattr(launcher, "socket", types.SimpleNamespace(socket=_SamePortTwice))
+    assert [launcher.free_port(), launcher.free_port()] == [40001, 40002]
+
+
+def test_free_ports_are_distinct_and_bindable() -> None:
+    ports = [launcher.free_port() for _ in range(50)]
+    assert len(set(ports)) == 50
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", ports[-1]))

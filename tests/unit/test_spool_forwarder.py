@@ -233,3 +233,27 @@ async def test_an_unexpected_error_in_a_pass_is_said_and_the_forwarder_goes_on(
     assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["spool.forward_failed"]
     assert spool.empty
     await spool.close()
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@pytest.mark.parametrize(("trace", "kept"), [
+    ({"traceparent": TRACEPARENT, "tracestate": "vendor=1"},
+     {"traceparent": TRACEPARENT, "tracestate": "vendor=1"}),
+    ({"traceparent": TRACEPARENT + "-" + "x" * 400}, {}),
+    ({"traceparent": TRACEPARENT.upper(), "tracestate": "vendor=1"}, {"tracestate": "vendor=1"}),
+    ({"traceparent": 7}, {}),
+    ({"traceparent": TRACEPARENT, "tracestate": "v=" + "x" * 600}, {"traceparent": TRACEPARENT}),
+    ({"traceparent": TRACEPARENT, "tracestate": ["vendor=1"]}, {"traceparent": TRACEPARENT}),
+])
+async def test_a_malformed_trace_header_is_dropped_and_the_record_forwarded(
+    tmp_path: Path, trace: dict[str, Any], kept: dict[str, Any],
+) -> None:
+    spool, broker = await _filled(tmp_path, 0), Broker()
+    await spool.append(Spooled(INGRESS, "invoice.closed", "acme:1", {"tenant": "acme", **trace},
+                               b"{}", 1.0))
+    await _forwarder(spool, broker).forward_batch()
+    assert broker.taken == [(INGRESS, "acme:1", {"tenant": "acme", **kept})]
+    assert spool.empty and not (tmp_path / "refused").exists()
+    await spool.close()

@@ -29,7 +29,7 @@ async def test_an_echo_publishes_its_text_without_calling_zenoti(
 ) -> None:
     await EchoHandler().handle(echo("hello"), zenoti_handler_context)
     assert zenoti_recorder.json("example.echoed") == {"event_id": "evt-1", "tenant": "acme",
-                                                      "text": "hello"}
+                                                      "text": "hello", "schema_version": 1}
     assert zenoti_handler_context.zenoti.calls == 0
 
 
