@@ -87,21 +87,27 @@ def offset_of(message: AbstractIncomingMessage) -> int:
 
 
 async def read(channel: AbstractChannel, name: str, start: Offset, *, idle: float,
+               first: float | None = None,
                prefetch: int = 1000) -> AsyncGenerator[AbstractIncomingMessage, None]:
     """The messages of the stream ``name`` from ``start`` on, in offset order, until none came
     for ``idle`` seconds (the stream has nothing newer) or the caller stops iterating.
+    The first is waited for up to ``first`` seconds (default ``idle``; never less): a
+    consumer's first delivery waits for the broker to open a reader at ``start``, which took
+    over 2 s on a loaded node, and a reading cut there reads nothing at all.
     ``channel`` is given a prefetch of ``prefetch``: use one for this reading alone."""
     await channel.set_qos(prefetch_count=prefetch)
     queue = await channel.get_queue(name, ensure=False)
     inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
     tag = await queue.consume(inbox.put, arguments={OFFSET_HEADER: start})
     taken, every = 0, max(1, min(_ACK_EVERY, prefetch // 2))
+    wait = idle if first is None else max(first, idle)
     try:
         while True:
             try:
-                message = await asyncio.wait_for(inbox.get(), idle)
+                message = await asyncio.wait_for(inbox.get(), wait)
             except TimeoutError:
                 return
+            wait = idle
             yield message
             taken += 1
             if taken % every == 0:

@@ -10,7 +10,8 @@ the first delivery received ``late`` seconds after ``until`` (deliveries reach t
 the order they were written: a spooled one up to an outage later, and pods' clocks differ,
 so ``late`` is how far that may go), but no later than the first received after the replay
 began (it does not wait for the future), or when the stream has nothing newer for ``idle``
-seconds.
+seconds (the first delivery is waited for up to ``first``, 10 s: the broker opens its reader
+first, and a replay cut there would re-run nothing).
 
 A copy is the archived message (body, message id, content type, headers) with
 ``x-zenoti-replay-of`` (the archived message's id), ``x-zenoti-replayed-by`` and
@@ -94,6 +95,7 @@ class Plan:
     late: float = 300.0
     idle: float = 2.0
     confirm_timeout: float = 5.0
+    first: float = 10.0
 
     def targets(self, meta: MessageMeta, message: AbstractIncomingMessage) -> list[str]:
         """The handlers a delivery goes to: those whose bindings take its type."""
@@ -113,8 +115,8 @@ async def replay(reading: AbstractChannel, publishing: AbstractChannel, plan: Pl
     start = plan.window.since - timedelta(seconds=plan.late)
     stop_at = min(plan.window.until + timedelta(seconds=plan.late), datetime.now(UTC))
     pace = _Pace(plan.rate)
-    async with contextlib.aclosing(stream.read(reading, ARCHIVE, start,
-                                               idle=plan.idle)) as messages:
+    async with contextlib.aclosing(stream.read(reading, ARCHIVE, start, idle=plan.idle,
+                                               first=plan.first)) as messages:
         async for message in messages:
             meta = MessageMeta.from_headers(message.headers)
             if meta.received_at is not None and meta.received_at >= stop_at:

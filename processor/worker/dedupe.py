@@ -120,17 +120,18 @@ _DOWN = "dedupe.unavailable"
 
 def make_deduplicator(
     redis_url: str | None, namespace: str, window: float, max_keys: int,
-    log: FilteringBoundLogger, up: RedisUp | None = None,
+    log: FilteringBoundLogger, up: RedisUp | None = None, timeout: float = 1.0,
 ) -> Deduplicator:
     """Redis-backed when ``redis_url`` is given, else in memory (with a start-up warning).
     ``namespace`` prefixes every Redis key, e.g. ``zenoti-events:done``; ``up`` records the
-    Redis calls' outcomes."""
+    Redis calls' outcomes. ``timeout`` bounds each connect, reply and wait for a pooled
+    connection: short, because a store that is slow costs a duplicate at worst."""
     if redis_url:
         # A pool that waits (bounded) for a free connection: redis-py's default pool raises
         # MaxConnectionsError at once past 100, and a busy process has more in flight.
         client = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
-            redis_url, socket_timeout=1.0, socket_connect_timeout=1.0, max_connections=256,
-            timeout=1.0))
+            redis_url, socket_timeout=timeout, socket_connect_timeout=timeout,
+            max_connections=256, timeout=timeout))
         return RedisDeduplicator(client, namespace, window, log, up=up)
     log.warning("dedupe.in_process", namespace=namespace,
                 detail="no redis_url: duplicates are caught within this process only")

@@ -3,6 +3,7 @@ parked in unrouted, handler queues as before, retention from the settings."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -129,6 +130,33 @@ async def test_the_oldest_segments_go_once_the_archive_is_past_its_size(broker: 
     kept = await archived(broker.url)
     assert kept[-1].message_id == "199"
     assert 0 < len(kept) < 100 and stream.offset_of(kept[0]) > 100
+
+
+async def test_a_reading_waits_longer_for_its_first_delivery_than_between_deliveries(
+    broker: Broker,
+) -> None:
+    """A reader's first delivery can take seconds (the broker opens the stream's reader):
+    ``first`` bounds that wait, ``idle`` only the waits after it."""
+    await reset(broker.url, TEST_BINDINGS)
+    async with channel(broker.url) as ch:
+        await topology.declare(ch, TEST_BINDINGS)
+        ingress = await ch.get_exchange(topology.INGRESS)
+
+        async def late(delay: float, message_id: str) -> None:
+            await asyncio.sleep(delay)
+            await ingress.publish(aio_pika.Message(b"{}", message_id=message_id), "a.b")
+
+        async def read(first: float | None) -> list[str]:
+            async with channel(broker.url) as reading:
+                return [str(message.message_id) async for message in stream.read(
+                    reading, ARCHIVE, "next", idle=0.3, first=first)]
+
+        published = asyncio.create_task(late(1.0, "after-a-second"))
+        assert await read(first=None) == []  # idle alone: ended before it came
+        await published
+        published = asyncio.create_task(late(1.0, "waited-for"))
+        assert await read(first=8.0) == ["waited-for"]
+        await published
 
 
 async def test_an_archive_with_another_retention_is_kept_and_said_and_nothing_stops(
