@@ -31,6 +31,7 @@ ARCHIVE = "zenoti.archive"
 OFFSET_HEADER = "x-stream-offset"
 Offset = str | int | datetime
 _ACK_EVERY = 200  # acks are credit only: one for many messages (multiple=True)
+FIRST_WAIT = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,20 +88,21 @@ def offset_of(message: AbstractIncomingMessage) -> int:
 
 
 async def read(channel: AbstractChannel, name: str, start: Offset, *, idle: float,
-               first: float | None = None,
+               first: float = FIRST_WAIT,
                prefetch: int = 1000) -> AsyncGenerator[AbstractIncomingMessage, None]:
     """The messages of the stream ``name`` from ``start`` on, in offset order, until none came
     for ``idle`` seconds (the stream has nothing newer) or the caller stops iterating.
-    The first is waited for up to ``first`` seconds (default ``idle``; never less): a
+    The first is waited for up to ``first`` seconds (10 s; never less than ``idle``): a
     consumer's first delivery waits for the broker to open a reader at ``start``, which took
-    over 2 s on a loaded node, and a reading cut there reads nothing at all.
+    over 2 s on a loaded node, and a reading cut there reads nothing at all. So a reading of
+    nothing newer than ``start`` takes ``first``.
     ``channel`` is given a prefetch of ``prefetch``: use one for this reading alone."""
     await channel.set_qos(prefetch_count=prefetch)
     queue = await channel.get_queue(name, ensure=False)
     inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
     tag = await queue.consume(inbox.put, arguments={OFFSET_HEADER: start})
     taken, every = 0, max(1, min(_ACK_EVERY, prefetch // 2))
-    wait = idle if first is None else max(first, idle)
+    wait = max(first, idle)
     try:
         while True:
             try:

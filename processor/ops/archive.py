@@ -134,11 +134,14 @@ async def stats(connection: AbstractConnection, *, since: datetime | None = None
                 idle: float = 2.0) -> Stats:
     """The archive's ``Stats``: its ends, and a count from ``since`` (else the first) of at
     most ``limit`` deliveries, stopping at the first received at ``until`` or later, or when
-    none came for ``idle`` seconds. What is received while it reads is not counted (a live
-    archive would never fall idle)."""
+    none came for ``idle`` seconds (each reading waits up to ``stream.FIRST_WAIT`` for its
+    first). What is received while it reads is not counted (a live archive would never fall
+    idle)."""
     began = datetime.now(UTC)
     until = began if until is None else min(until, began)
     found = Stats(first=_edge(await _first(connection, idle)))
+    if found.first is None:
+        return found  # empty: not two more readings that each wait for a first delivery
     found.last = _edge(await _last(connection, idle, began))
     start: Offset = since if since is not None else "first"
     channel = await connection.channel()

@@ -95,7 +95,7 @@ class Plan:
     late: float = 300.0
     idle: float = 2.0
     confirm_timeout: float = 5.0
-    first: float = 10.0
+    first: float = stream.FIRST_WAIT
 
     def targets(self, meta: MessageMeta, message: AbstractIncomingMessage) -> list[str]:
         """The handlers a delivery goes to: those whose bindings take its type."""

@@ -191,6 +191,13 @@ class RedisBudget:
         if seconds > 0:
             self._send("", repr(seconds))
 
+    async def settled(self, bound: float = 10.0) -> None:
+        """Wait, at most ``bound`` seconds, for the advisory writes (``pause``, ``observe``)
+        sent so far to reach Redis or fail: what a reader elsewhere sees after it is what was
+        said."""
+        if self._pending:
+            await asyncio.wait(set(self._pending), timeout=bound)
+
     def _send(self, remaining: str, block: str) -> None:
         # Advisory: the caller does not wait for Redis; the next acquire sees the result.
         task = asyncio.create_task(self._update(remaining, block))

@@ -137,25 +137,25 @@ async def test_a_reading_waits_longer_for_its_first_delivery_than_between_delive
 ) -> None:
     """A reader's first delivery can take seconds (the broker opens the stream's reader):
     ``first`` bounds that wait, ``idle`` only the waits after it."""
-    await reset(broker.url, TEST_BINDINGS)
+    await reset(broker.url, TEST_BINDINGS)  # a new archive: offsets from 0
     async with channel(broker.url) as ch:
         await topology.declare(ch, TEST_BINDINGS)
         ingress = await ch.get_exchange(topology.INGRESS)
 
-        async def late(delay: float, message_id: str) -> None:
-            await asyncio.sleep(delay)
+        async def late(message_id: str) -> None:
+            await asyncio.sleep(3.0)
             await ingress.publish(aio_pika.Message(b"{}", message_id=message_id), "a.b")
 
-        async def read(first: float | None) -> list[str]:
+        async def read(offset: int, first: float) -> list[str]:
             async with channel(broker.url) as reading:
                 return [str(message.message_id) async for message in stream.read(
-                    reading, ARCHIVE, "next", idle=0.3, first=first)]
+                    reading, ARCHIVE, offset, idle=0.3, first=first)]
 
-        published = asyncio.create_task(late(1.0, "after-a-second"))
-        assert await read(first=None) == []  # idle alone: ended before it came
+        published = asyncio.create_task(late("offset-0"))
+        assert await read(0, first=0.3) == []  # ended before it came
         await published
-        published = asyncio.create_task(late(1.0, "waited-for"))
-        assert await read(first=8.0) == ["waited-for"]
+        published = asyncio.create_task(late("offset-1"))
+        assert await read(1, first=30.0) == ["offset-1"]
         await published
 
 

@@ -4,7 +4,6 @@ metrics URL shown "unavailable" (the page answers 200). (HTTP client, not a brow
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 import uuid
@@ -89,7 +88,7 @@ async def _shared_state(url: str, prefix: str) -> None:
         paused = RedisBudget(client, key=budget_key(prefix, "globex"), capacity=60,
                              window=WINDOW, log=log)
         paused.pause(120)
-        await asyncio.sleep(0.2)  # pause is advisory: sent without waiting
+        await paused.settled()  # pause is advisory: sent without waiting
         with pytest.raises(BudgetExhausted):
             await paused.acquire(max_wait=0)
         store = RedisSnapshotStore(client, prefix, "acme", log)

@@ -65,14 +65,14 @@ async def test_rate_limiting_waits_for_the_tier_covering_retry_after(url: str) -
 
 async def test_a_retry_holds_no_prefetch_slot_while_it_waits(url: str) -> None:
     Scripted.script["slow"] = [ZenotiUnavailable("503")]
-    settings = settings_for(url, prefetch=1, retry_tiers=[2.0])
+    settings = settings_for(url, prefetch=1, retry_tiers=[8.0])
     async with worker(settings, [Scripted()]), listener(url, ENRICHED) as out:
         await send(url, "Test.Scripted", "slow", {"n": 1})
         await send(url, "Test.Scripted", "fast", {"n": 2})
-        first = await collect(out, 1, timeout=5)
+        first = await collect(out, 1, timeout=7)  # within the retry's wait
         assert json.loads(first[0].body)["key"] == "fast"
-        assert await depth(url, "zenoti.h.scripted.retry.2s") == 1
-        second = await collect(out, 1, timeout=10)
+        assert await depth(url, "zenoti.h.scripted.retry.8s") == 1
+        second = await collect(out, 1, timeout=20)
     assert json.loads(second[0].body)["key"] == "slow"
 
 

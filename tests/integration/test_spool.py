@@ -67,7 +67,7 @@ async def _serving(settings: Settings, metrics: Metrics) -> AsyncIterator[Client
 
 
 def _spooling(broker: Broker, directory: Path, **extra: Any) -> Settings:
-    return settings_for(broker.url, spool_dir=directory, confirm_timeout=1.0,
+    return settings_for(broker.url, spool_dir=directory, confirm_timeout=5.0,
                         spool_drain_seconds=0.5, **extra)
 
 

@@ -56,7 +56,7 @@ async def test_a_pause_blocks_every_holder_of_the_key(client: aioredis.Redis) ->
     key = f"test:budget:{uuid.uuid4().hex}"
     one, two = budget(client, key), budget(client, key)
     one.pause(30)
-    await asyncio.sleep(0.05)
+    await one.settled()
     with pytest.raises(BudgetExhausted) as info:
         await two.acquire(max_wait=1)
     assert info.value.retry_after is not None and info.value.retry_after > 25
@@ -66,7 +66,7 @@ async def test_zenotis_lower_count_is_believed(client: aioredis.Redis) -> None:
     key = f"test:budget:{uuid.uuid4().hex}"
     shared = budget(client, key, capacity=50, window=60.0)
     shared.observe(remaining=1, reset_seconds=None)
-    await asyncio.sleep(0.05)
+    await shared.settled()
     assert await shared.acquire(max_wait=0.1) < 0.01
     with pytest.raises(BudgetExhausted):
         await shared.acquire(max_wait=0.1)
@@ -155,7 +155,7 @@ async def test_zenotis_count_is_believed_less_the_headroom(client: aioredis.Redi
     key = f"test:budget:{uuid.uuid4().hex}"
     shared = RedisBudget(client, key=key, capacity=50, window=60.0, log=get_logger())
     shared.observe(remaining=2, reset_seconds=None)
-    await asyncio.sleep(0.05)
+    await shared.settled()
     assert await shared.acquire(max_wait=0.1) < 0.01
     with pytest.raises(BudgetExhausted):
         await shared.acquire(max_wait=0.1)
