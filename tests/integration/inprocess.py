@@ -15,6 +15,7 @@ from processor import Context, Event, Handler
 from processor.broker.topology import EVENTS, Binding
 from processor.logs import get_logger
 from processor.settings import RetryLimits, Settings
+from processor.tracing import Tracing
 from processor.wiring import WorkerProcess, build_worker
 from processor.worker.dedupe import MemoryDeduplicator
 from processor.worker.dispatch import Dispatcher
@@ -66,13 +67,14 @@ def settings_for(url: str, **overrides: Any) -> Settings:
 @contextlib.asynccontextmanager
 async def worker(settings: Settings, handlers: Sequence[Handler],
                  kinds: Mapping[str, type[Dispatcher]] | None = None,
-                 ) -> AsyncIterator[WorkerProcess]:
+                 tracing: Tracing | None = None) -> AsyncIterator[WorkerProcess]:
     """The worker ``build_worker`` makes of ``handlers``, served in this event loop, ready;
     stopped after. ``kinds`` may map a handler's name to a ``Dispatcher`` subclass (a test's
-    own misbehaving one). Duplicates are remembered in memory: never in a Redis that outlives
-    the run."""
+    own misbehaving one); ``tracing`` traces it. Duplicates are remembered in memory: never in
+    a Redis that outlives the run."""
     built = build_worker(settings, handlers, log=get_logger(test="worker"),
-                         done=MemoryDeduplicator(60, 1000), dispatcher_types=kinds)
+                         done=MemoryDeduplicator(60, 1000), dispatcher_types=kinds,
+                         tracing=tracing)
     stop = asyncio.Event()
     task = asyncio.create_task(built.serve(stop))
     try:

@@ -4,10 +4,6 @@ round trips as the worker reads them."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -16,39 +12,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from processor import ZenotiUnavailable
 from processor import message as m
 from processor.broker.topology import ENRICHED
-from processor.logs import get_logger
-from processor.settings import Settings
 from processor.tracing import Tracing
-from processor.wiring import build_worker
-from processor.worker.dedupe import MemoryDeduplicator
 from tests.conftest import Broker
 from tests.integration.amqp import collect, listener, reset
-from tests.integration.inprocess import BINDINGS, Scripted, send, settings_for
+from tests.integration.inprocess import BINDINGS, Scripted, send, settings_for, worker
 
 pytestmark = pytest.mark.integration
 
 SENDER_TRACE = "0af7651916cd43dd8448eb211c80319c"
 SENDER_SPAN = "b7ad6b7169203331"
-
-
-@contextlib.asynccontextmanager
-async def traced_worker(settings: Settings, tracing: Tracing) -> AsyncIterator[None]:
-    """A worker of ``Scripted`` in this event loop, tracing through ``tracing``; stopped
-    after."""
-    built = build_worker(settings, [Scripted()], log=get_logger(test="tracing"),
-                         done=MemoryDeduplicator(60, 1000), tracing=tracing)
-    stop = asyncio.Event()
-    task = asyncio.create_task(built.serve(stop))
-    try:
-        async with asyncio.timeout(10):
-            while not built.ready:
-                if task.done():
-                    await task
-                await asyncio.sleep(0.02)
-        yield
-    finally:
-        stop.set()
-        await task
 
 
 async def test_each_attempt_through_the_delay_queues_is_a_span_linked_to_the_first(
@@ -60,7 +32,7 @@ async def test_each_attempt_through_the_delay_queues_is_a_span_linked_to_the_fir
     exported = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exported))
-    async with (traced_worker(settings_for(broker.url), Tracing.of(provider)),
+    async with (worker(settings_for(broker.url), [Scripted()], tracing=Tracing.of(provider)),
                 listener(broker.url, ENRICHED) as out):
         await send(broker.url, "Test.Scripted", "t1", {"n": 1},
                    {m.TRACEPARENT: f"00-{SENDER_TRACE}-{SENDER_SPAN}-01"})
