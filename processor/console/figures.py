@@ -144,11 +144,11 @@ class ReasonCounts:
     """Parked by reason per lot, counted at most once per ``ttl`` seconds (a failed count
     shown ``failed_ttl`` seconds); a look waits for a count at most ``wait`` seconds."""
 
-    def __init__(self, settings: Settings, locks: guard.Guard, *, limit: int = LIMIT,
+    def __init__(self, settings: Settings, guard_: guard.Guard, *, limit: int = LIMIT,
                  ttl: float = 30.0, wait: float = 5.0, failed_ttl: float = FAILED_TTL) -> None:
         self._settings, self._limit, self._ttl, self._wait = settings, limit, ttl, wait
         self._failed_ttl = failed_ttl
-        self._locks = locks
+        self._guard = guard_  # the lots' locks, and where a source's failure is said
         self._tasks: dict[str, asyncio.Task[Reasons]] = {}
         self._counted: dict[str, tuple[float, Reasons]] = {}
 
@@ -166,7 +166,7 @@ class ReasonCounts:
             return Reasons(None, "counting: reload in a moment")
 
     async def _count(self, lot: str) -> Reasons:
-        lock = self._locks.lock(lot)
+        lock = self._guard.lock(lot)
         if not await guard.acquire(lock, self._wait / 2):  # within the look's wait
             return Reasons(None, "busy: a replay, purge or view is reading it")
         try:
@@ -176,14 +176,14 @@ class ReasonCounts:
         except aio_pika.exceptions.ChannelNotFoundEntity:
             return Reasons(None, "missing")
         except Exception as exc:  # any failure of the source reads "unavailable"
-            self._locks.failed("lot", exc, lot=lot)
+            self._guard.failed("lot", exc, lot=lot)
             # kept briefly: reloads during an outage do not each ask the broker for every lot
             failure = Reasons(None, f"unavailable ({type(exc).__name__})")
             self._counted[lot] = (time.monotonic() - self._ttl + self._failed_ttl, failure)
             return failure
         finally:
             lock.release()
-        self._locks.answered("lot")
+        self._guard.answered("lot")
         found = Reasons(counts, "" if counts is not None else f"{self._limit:,}+",
                         time.monotonic())
         self._counted[lot] = (time.monotonic(), found)
